@@ -1,0 +1,103 @@
+"""`ktune import-katib`: Katib's published example experiments become valid TuningJobs."""
+
+import io
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ktune.katib import KatibError, convert_experiment, import_katib
+from ktune.spec import load_tuningjob
+
+FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("*.yaml"))
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((Path(__file__).parent / "fixtures" / f"{name}.yaml").read_text())
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+def test_every_katib_example_converts_to_a_tuningjob_that_validates(path):
+    out, err = io.StringIO(), io.StringIO()
+    assert import_katib(str(path), out, err) == 0, err.getvalue()
+    job = load_tuningjob(yaml.safe_load(out.getvalue()))
+    assert job.name == path.stem
+    assert job.spec.budget.max_trials == 12
+    assert "not carried over" in err.getvalue()
+
+
+def test_trial_parameters_become_ktune_parameter_variables():
+    template = convert_experiment(load("random")).tuningjob["spec"]["trial"]["template"]
+    command = template["spec"]["containers"][0]["command"]
+    assert "--lr=$(KTUNE_PARAM_LR)" in command
+    assert "--num-layers=$(KTUNE_PARAM_NUM_LAYERS)" in command
+    assert not any("${" in part for part in command)
+
+
+def test_objective_metrics_and_budget_are_carried_over():
+    spec = convert_experiment(load("optuna-distribution")).tuningjob["spec"]
+    assert spec["objective"] == {"metric": "loss", "direction": "minimize", "goal": 0.05}
+    assert spec["budget"] == {"maxTrials": 12, "parallelism": 3, "maxFailedTrials": 3}
+    batch = next(p for p in spec["parameters"] if p["name"] == "batch_size")
+    assert batch == {"name": "batch_size", "type": "int", "low": 32, "high": 64, "log": True}
+    lr = next(p for p in spec["parameters"] if p["name"] == "lr")
+    assert lr["step"] == 0.1
+
+
+def test_algorithms_map_to_samplers_with_their_settings():
+    assert convert_experiment(load("tpe")).tuningjob["spec"]["sampler"] == {
+        "name": "tpe", "seed": 7, "options": {"n_startup_trials": 5, "n_ei_candidates": 24}}
+    assert convert_experiment(load("multivariate-tpe")).tuningjob["spec"]["sampler"]["options"] == {
+        "multivariate": True}
+    assert convert_experiment(load("sobol")).tuningjob["spec"]["sampler"]["name"] == "qmc"
+    assert convert_experiment(load("cmaes")).tuningjob["spec"]["sampler"]["options"] == {"sigma0": 0.2}
+
+
+def test_medianstop_becomes_the_median_pruner():
+    pruner = convert_experiment(load("median-stop")).tuningjob["spec"]["pruner"]
+    assert pruner == {"name": "median", "options": {"n_startup_trials": 2, "n_warmup_steps": 4}}
+
+
+def test_hyperband_becomes_random_sampling_with_the_hyperband_pruner_and_says_so():
+    conversion = convert_experiment(load("hyperband"))
+    spec = conversion.tuningjob["spec"]
+    assert spec["sampler"]["name"] == "random"
+    assert spec["pruner"] == {"name": "hyperband", "options": {"max_resource": 2, "reduction_factor": 2}}
+    epochs = next(p for p in spec["parameters"] if p["name"] == "num_epochs")
+    assert epochs == {"name": "num_epochs", "type": "categorical", "choices": [1]}
+    assert any("resource `num-epochs`" in note for note in conversion.notes)
+
+
+def test_dropped_settings_are_named_in_the_notes():
+    notes = convert_experiment(load("bayesianoptimization")).notes
+    assert any("acq_func" in note for note in notes)
+    assert any("StdOut" in note for note in notes)
+
+
+def test_neural_architecture_search_is_refused_with_the_reason():
+    experiment = load("random")
+    experiment["spec"]["algorithm"] = {"algorithmName": "darts"}
+    with pytest.raises(KatibError, match="architecture search"):
+        convert_experiment(experiment)
+
+
+def test_an_undefined_trial_parameter_reference_is_refused():
+    experiment = load("random")
+    experiment["spec"]["trialTemplate"]["trialParameters"].pop()
+    with pytest.raises(KatibError, match=r"trialParameters\.optimizer"):
+        convert_experiment(experiment)
+
+
+def test_a_file_that_is_not_an_experiment_exits_2_with_one_line(tmp_path):
+    path = tmp_path / "pod.yaml"
+    path.write_text("apiVersion: v1\nkind: Pod\n")
+    out, err = io.StringIO(), io.StringIO()
+    assert import_katib(str(path), out, err) == 2
+    assert out.getvalue() == ""
+    assert err.getvalue().count("\n") == 1 and "kind: Experiment" in err.getvalue()
+
+
+def test_an_unreadable_file_exits_2(tmp_path):
+    err = io.StringIO()
+    assert import_katib(str(tmp_path / "missing.yaml"), io.StringIO(), err) == 2
+    assert "cannot read" in err.getvalue()
