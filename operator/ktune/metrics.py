@@ -1,0 +1,139 @@
+"""Reading a trial's metrics: its Prometheus `/metrics` page, a Prometheus server, or its final result.
+
+A trainer serves one gauge `ktune_trial_metric{metric="<name>"}` per metric and
+`ktune_trial_step` (the step those values belong to) while it trains, and writes its final
+metrics as a compact JSON object (metric name -> number) when it ends. Both the local runner
+and the operator read trials through this module, so the two backends see the same numbers.
+"""
+
+import json
+import math
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from ktune.contract import TRIAL_METRIC_GAUGE, TRIAL_STEP_GAUGE
+
+METRIC_LABEL = "metric"
+# Labels a Prometheus server attaches to trial series. The chart's scrape config maps pod labels with
+# `labelmap: __meta_kubernetes_pod_label_ktune_dev_(.+)` (ktune.dev/tuningjob -> tuningjob,
+# ktune.dev/trial -> trial) and copies the namespace into `namespace`.
+PROMETHEUS_LABEL_TUNINGJOB = "tuningjob"
+PROMETHEUS_LABEL_TRIAL = "trial"
+PROMETHEUS_LABEL_NAMESPACE = "namespace"
+
+
+class MetricsError(ValueError):
+    """A trial's metrics could not be read or did not follow the trainer contract."""
+
+
+@dataclass(frozen=True)
+class TrialMetrics:
+    """The metrics a trial reported at one moment: metric name -> value, and the step they belong to."""
+
+    values: dict[str, float] = field(default_factory=dict)
+    step: int | None = None
+
+
+def metrics_url(host: str, port: int) -> str:
+    """The address of a trial's Prometheus page."""
+    return f"http://{host}:{port}/metrics"
+
+
+def parse_exposition(text: str) -> TrialMetrics:
+    """The trial metrics in a Prometheus text exposition (other series on the page are ignored)."""
+    values: dict[str, float] = {}
+    step: int | None = None
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == TRIAL_METRIC_GAUGE and METRIC_LABEL in sample.labels:
+                    values[sample.labels[METRIC_LABEL]] = float(sample.value)
+                elif sample.name == TRIAL_STEP_GAUGE and math.isfinite(sample.value):
+                    step = int(sample.value)
+    except ValueError as error:
+        raise MetricsError(f"metrics page is not valid Prometheus text: {error}") from error
+    return TrialMetrics(values=values, step=step)
+
+
+def scrape(url: str, timeout: float) -> TrialMetrics:
+    """GET a trial's `/metrics` page and parse it; MetricsError when it cannot be reached or read."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            text = response.read().decode("utf-8")
+    except (OSError, urllib.error.URLError) as error:
+        raise MetricsError(f"cannot scrape {url}: {error}") from error
+    return parse_exposition(text)
+
+
+def query_prometheus(
+    base_url: str, tuningjob: str, trial: int, namespace: str | None, timeout: float
+) -> TrialMetrics:
+    """A trial's latest metrics from a Prometheus server, by one instant query over both gauges.
+
+    When a trial restarted, several series may match one metric; the newest sample wins.
+    """
+    selectors = [
+        f'__name__=~"{TRIAL_METRIC_GAUGE}|{TRIAL_STEP_GAUGE}"',
+        f'{PROMETHEUS_LABEL_TUNINGJOB}="{_promql_string(tuningjob)}"',
+        f'{PROMETHEUS_LABEL_TRIAL}="{trial}"',
+    ]
+    if namespace is not None:
+        selectors.append(f'{PROMETHEUS_LABEL_NAMESPACE}="{_promql_string(namespace)}"')
+    query = "{" + ",".join(selectors) + "}"
+    url = base_url.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = json.loads(response.read().decode("utf-8"))
+    except (OSError, urllib.error.URLError) as error:
+        raise MetricsError(f"cannot query Prometheus at {base_url}: {error}") from error
+    except json.JSONDecodeError as error:
+        raise MetricsError(f"Prometheus at {base_url} answered with something that is not JSON") from error
+    return _metrics_from_query_result(body, base_url)
+
+
+def _promql_string(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _metrics_from_query_result(body: object, base_url: str) -> TrialMetrics:
+    if not isinstance(body, dict) or body.get("status") != "success":
+        error = body.get("error") if isinstance(body, dict) else body
+        raise MetricsError(f"Prometheus at {base_url} refused the query: {error}")
+    newest: dict[str, tuple[float, float]] = {}  # metric -> (timestamp, value)
+    step: tuple[float, float] | None = None
+    for series in body.get("data", {}).get("result", []):
+        labels = series.get("metric", {})
+        timestamp, text = series["value"]
+        sample = (float(timestamp), float(text))
+        if labels.get("__name__") == TRIAL_STEP_GAUGE:
+            if step is None or sample[0] >= step[0]:
+                step = sample
+        elif METRIC_LABEL in labels:
+            name = labels[METRIC_LABEL]
+            if name not in newest or sample[0] >= newest[name][0]:
+                newest[name] = sample
+    values = {name: value for name, (_, value) in newest.items()}
+    step_value = int(step[1]) if step is not None and math.isfinite(step[1]) else None
+    return TrialMetrics(values=values, step=step_value)
+
+
+def parse_result(text: str) -> dict[str, float]:
+    """The trainer's final metrics: a JSON object of metric name -> number (NaN allowed, as JSON's `NaN`)."""
+    if not text.strip():
+        raise MetricsError("result is empty: the trainer must write a JSON object of metric name -> number")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise MetricsError(f"result is not JSON ({error.msg} at line {error.lineno}): {text[:80]!r}") from error
+    if not isinstance(data, dict):
+        raise MetricsError(f"result must be a JSON object of metric name -> number, got {type(data).__name__}")
+    metrics: dict[str, float] = {}
+    for name, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise MetricsError(f"result: metric {name!r} must be a number, got {value!r}")
+        metrics[name] = float(value)
+    return metrics

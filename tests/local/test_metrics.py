@@ -1,0 +1,133 @@
+"""ktune.metrics against real Prometheus text (written by prometheus_client) and a real Prometheus server."""
+
+import math
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, start_http_server
+
+from ktune.metrics import MetricsError, metrics_url, parse_exposition, parse_result, query_prometheus, scrape
+from ktune.trial_process import free_port
+
+
+def trial_registry(values: dict[str, float], step: int | None) -> CollectorRegistry:
+    """The page a trainer serves, plus an unrelated counter that must be ignored."""
+    registry = CollectorRegistry()
+    gauge = Gauge("ktune_trial_metric", "trial metric", ["metric"], registry=registry)
+    for name, value in values.items():
+        gauge.labels(name).set(value)
+    if step is not None:
+        Gauge("ktune_trial_step", "step", registry=registry).set(step)
+    Counter("requests", "unrelated", registry=registry).inc(7)
+    return registry
+
+
+def test_exposition_written_by_prometheus_client_gives_every_metric_and_the_step():
+    text = generate_latest(trial_registry({"ndcg_at_10": 0.71, "eval_loss": 0.42}, step=3)).decode()
+    metrics = parse_exposition(text)
+    assert metrics.values == {"ndcg_at_10": 0.71, "eval_loss": 0.42}
+    assert metrics.step == 3
+
+
+def test_page_without_a_step_gauge_has_no_step_and_nan_survives():
+    metrics = parse_exposition(generate_latest(trial_registry({"score": float("nan")}, step=None)).decode())
+    assert metrics.step is None
+    assert math.isnan(metrics.values["score"])
+
+
+def test_label_values_with_quotes_and_backslashes_are_unescaped():
+    text = generate_latest(trial_registry({'odd "name"\\x': 1.5}, step=1)).decode()
+    assert parse_exposition(text).values == {'odd "name"\\x': 1.5}
+
+
+def test_text_that_is_not_prometheus_exposition_is_a_metrics_error():
+    with pytest.raises(MetricsError, match="not valid Prometheus text"):
+        parse_exposition('ktune_trial_metric{metric="a"} not-a-number\n')
+
+
+def test_scrape_reads_a_live_metrics_endpoint():
+    registry = trial_registry({"score": 0.5}, step=2)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    try:
+        metrics = scrape(metrics_url("127.0.0.1", server.server_port), timeout=5)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert metrics.values == {"score": 0.5}
+    assert metrics.step == 2
+
+
+def test_scraping_a_port_nobody_serves_is_a_metrics_error():
+    with pytest.raises(MetricsError, match="cannot scrape"):
+        scrape(metrics_url("127.0.0.1", free_port()), timeout=2)
+
+
+def test_query_prometheus_returns_one_trials_metrics_from_a_real_server(tmp_path: Path):
+    """A real Prometheus scrapes two trials' pages; the query picks trial 3 of job-a by its labels."""
+    registries = {3: trial_registry({"score": 0.75}, step=4), 4: trial_registry({"score": 0.25}, step=1)}
+    servers = {n: start_http_server(0, addr="127.0.0.1", registry=r)[0] for n, r in registries.items()}
+    web_port = free_port()
+    targets = "\n".join(
+        f"      - targets: ['127.0.0.1:{server.server_port}']\n"
+        f"        labels: {{tuningjob: job-a, trial: '{n}', namespace: ml}}"
+        for n, server in servers.items()
+    )
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: trials\n    static_configs:\n" + targets + "\n"
+    )
+    prometheus = subprocess.Popen(
+        [shutil.which("prometheus") or "prometheus", f"--config.file={config}",
+         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{web_port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{web_port}"
+        deadline = time.time() + 60
+        metrics = None
+        while time.time() < deadline:
+            try:
+                metrics = query_prometheus(base, "job-a", 3, "ml", timeout=2)
+            except MetricsError:
+                metrics = None  # not up yet
+            if metrics and metrics.values and metrics.step is not None:
+                break
+            time.sleep(0.5)
+        assert metrics is not None
+        assert metrics.values == {"score": 0.75}
+        assert metrics.step == 4
+        assert query_prometheus(base, "job-a", 3, "other-namespace", timeout=2).values == {}
+    finally:
+        prometheus.terminate()
+        prometheus.wait(timeout=30)
+        for server in servers.values():
+            server.shutdown()
+            server.server_close()
+
+
+def test_result_json_gives_metric_numbers_including_nan():
+    assert parse_result('{"ndcg_at_10": 0.8, "test_ndcg_at_10": 0.79, "epochs": 3}') == {
+        "ndcg_at_10": 0.8, "test_ndcg_at_10": 0.79, "epochs": 3.0,
+    }
+    assert math.isnan(parse_result('{"score": NaN}')["score"])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "result is empty"),
+        ("   \n", "result is empty"),
+        ("ndcg=0.8", "result is not JSON"),
+        ('{"ndcg": 0.8', "result is not JSON"),
+        ("[0.8, 0.9]", "must be a JSON object"),
+        ('{"ndcg": "high"}', "metric 'ndcg' must be a number"),
+        ('{"ndcg": true}', "metric 'ndcg' must be a number"),
+        ('{"ndcg": {"value": 1}}', "metric 'ndcg' must be a number"),
+    ],
+)
+def test_a_result_that_breaks_the_contract_is_a_clear_metrics_error(text: str, message: str):
+    with pytest.raises(MetricsError, match=message):
+        parse_result(text)
