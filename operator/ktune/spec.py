@@ -56,6 +56,8 @@ MAX_GRID_POINTS = 100_000
 MAX_TRIALS_LIMIT = 100_000
 MAX_RETRIES = 10
 MAX_SEED = 2**32 - 1
+# Bounds and steps beyond this lose integer precision in Optuna's float internals.
+MAX_ABS_BOUND = 10**15
 DIRECTIONS = ("maximize", "minimize")
 PARAMETER_TYPES = ("float", "int", "categorical")
 METRICS_SOURCE_TYPES = ("direct", "prometheus")
@@ -210,6 +212,10 @@ def _is_number(value: Any) -> bool:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
 
 
 def _type_hint(value: Any) -> str:
@@ -380,7 +386,7 @@ def _check_range(check: _Checker, parameter: Mapping[str, Any], path: str, kind:
     ok = True
     for key in ("low", "high"):
         if key not in parameter:
-            check.problem(path, f"{key} is required for a {kind} parameter")
+            check.problem(path, f"{key} is required for {_article(kind)} {kind} parameter")
             ok = False
         elif kind == "int":
             if not _is_int(parameter[key]):
@@ -401,6 +407,11 @@ def _check_range(check: _Checker, parameter: Mapping[str, Any], path: str, kind:
                 ok = False
         else:
             ok = False
+    for key in ("low", "high", "step"):
+        if ok and key in parameter and abs(parameter[key]) > MAX_ABS_BOUND:
+            check.problem(f"{path}.{key}", f"must be between -{MAX_ABS_BOUND:.0e} and {MAX_ABS_BOUND:.0e} "
+                                           f"(got {show(parameter[key])})")
+            ok = False
     if not ok:
         return None
     low, high = parameter["low"], parameter["high"]
@@ -418,6 +429,10 @@ def _check_range(check: _Checker, parameter: Mapping[str, Any], path: str, kind:
             check.problem(f"{path}.step", f"must be <= high - low (got {step} > {high - low})")
             return None
         steps = (high - low) / step
+        if steps > MAX_ABS_BOUND:
+            check.problem(f"{path}.step", f"too small: at most {MAX_ABS_BOUND:.0e} steps between low and high "
+                                          f"(got {steps:.3g})")
+            return None
         if abs(steps - round(steps)) > 1e-9 * max(1.0, steps):
             check.problem(path, f"high - low must be a whole number of steps (got ({high} - {low}) / {step} "
                                 f"= {steps:.6g})")
@@ -464,7 +479,7 @@ def _check_parameter(check: _Checker, raw: Any, path: str) -> dict[str, Any] | N
     if not check.enum(kind, f"{path}.type", PARAMETER_TYPES):
         return None
     allowed = _PARAMETER_FIELDS[kind]
-    check.known_fields(parameter, path, allowed, context=f"for a {kind} parameter")
+    check.known_fields(parameter, path, allowed, context=f"for {_article(kind)} {kind} parameter")
     name_ok = "name" in parameter
     if not name_ok:
         check.problem(path, "name is required")
@@ -784,14 +799,22 @@ def validate_tuningjob(obj: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _yaml_error_text(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
 def _read_yaml(path: str | os.PathLike[str]) -> Any:
     try:
         with open(path, encoding="utf-8") as stream:
             documents = [doc for doc in yaml.safe_load_all(stream) if doc is not None]
     except OSError as error:
         raise SpecError([f"{os.fspath(path)}: cannot read: {error.strerror or error}"]) from None
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise SpecError([f"{os.fspath(path)}: not valid YAML: {error}"]) from None
+    except UnicodeDecodeError as error:
+        raise SpecError([f"{os.fspath(path)}: not UTF-8 text: {error.reason}"]) from None
+    except yaml.YAMLError as error:
+        raise SpecError([f"{os.fspath(path)}: not valid YAML: {_yaml_error_text(error)}"]) from None
     if len(documents) != 1:
         raise SpecError([f"{os.fspath(path)}: must hold exactly one TuningJob document (got {len(documents)})"])
     return documents[0]
@@ -799,7 +822,12 @@ def _read_yaml(path: str | os.PathLike[str]) -> Any:
 
 def load_tuningjob(source: str | os.PathLike[str] | Mapping[str, Any]) -> TuningJob:
     """A TuningJob from a YAML file path or a parsed object, with defaults filled; SpecError lists all problems."""
-    obj = source if isinstance(source, Mapping) else _read_yaml(source)
+    if isinstance(source, Mapping):
+        obj: Any = source
+    elif isinstance(source, str | os.PathLike):
+        obj = _read_yaml(source)
+    else:
+        raise SpecError([f"TuningJob: must be a mapping or a file path (got {show(source)})"])
     try:
         problems, job = _check_and_fill(obj)
     except RecursionError:
