@@ -1,0 +1,162 @@
+"""The few Kubernetes API calls the operator makes, as plain JSON dicts (the reconcile pass is tested with a fake).
+
+Built on the `kubernetes` client's configuration and connection pool (kubeconfig or in-cluster
+ServiceAccount) but speaking raw JSON, so objects look exactly as `kubectl get -o json` shows them.
+"""
+
+import json
+import os
+import socket
+import urllib.parse
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from kubernetes import client, config
+
+from ktune import contract
+
+JOBS = f"/apis/{contract.API_GROUP}/{contract.API_VERSION}/namespaces/{{ns}}/{contract.TUNINGJOB_PLURAL}"
+TRIALS = f"/apis/{contract.API_GROUP}/{contract.API_VERSION}/namespaces/{{ns}}/{contract.TRIAL_PLURAL}"
+PODS = "/api/v1/namespaces/{ns}/pods"
+EVENTS = "/api/v1/namespaces/{ns}/events"
+EVENT_SOURCE = "ktune-operator"
+
+
+class ApiError(Exception):
+    """The API server refused a request; `status` is the HTTP status (409 = already exists, 404 = not found)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+class AlreadyExists(ApiError):
+    """A create was refused because an object of that name exists (409)."""
+
+
+class Cluster(Protocol):
+    """What one reconcile pass needs from the API server (implemented by `KubeCluster` and a test fake)."""
+
+    def list_trials(self, namespace: str, tuningjob: str) -> list[dict[str, Any]]: ...
+    def create_trial(self, namespace: str, trial: Mapping[str, Any]) -> dict[str, Any]: ...
+    def patch_trial_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
+    def list_pods(self, namespace: str, tuningjob: str) -> list[dict[str, Any]]: ...
+    def create_pod(self, namespace: str, pod: Mapping[str, Any]) -> dict[str, Any]: ...
+    def delete_pod(self, namespace: str, name: str) -> None: ...
+    def patch_job_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
+    def patch_job_annotations(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None: ...
+    def emit_event(self, regarding: Mapping[str, Any], type_: str, reason: str, message: str) -> None: ...
+
+
+def job_selector(tuningjob: str) -> str:
+    """The label selector of everything ktune made for one job."""
+    return f"{contract.LABEL_TUNINGJOB}={tuningjob}"
+
+
+class KubeCluster:
+    """`Cluster` over a real API server."""
+
+    def __init__(self, api_client: client.ApiClient, request_timeout: float = 30.0) -> None:
+        self._client = api_client
+        self._timeout = request_timeout
+        self._instance = os.environ.get("HOSTNAME") or socket.gethostname()
+
+    @classmethod
+    def from_environment(cls, pool_size: int = 4) -> "KubeCluster":
+        """In a pod: its ServiceAccount; elsewhere: $KUBECONFIG or ~/.kube/config (as kubectl)."""
+        configuration = client.Configuration()
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except config.ConfigException:
+            config.load_kube_config(client_configuration=configuration)
+        configuration.connection_pool_maxsize = pool_size  # one connection per concurrent reconcile pass
+        return cls(client.ApiClient(configuration))
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        """One API call; the decoded JSON answer, or ApiError with the server's message."""
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        method, url, headers, body, _ = self._client.param_serialize(
+            method,
+            path,
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self._client.call_api(method, url, headers, body, _request_timeout=self._timeout)
+        response.read()
+        text = (response.data or b"{}").decode("utf-8")
+        if not 200 <= response.status <= 299:
+            try:
+                message = json.loads(text).get("message", text)
+            except json.JSONDecodeError:
+                message = text
+            error_type = AlreadyExists if response.status == 409 and method == "POST" else ApiError
+            raise error_type(response.status, message)
+        return json.loads(text)
+
+    def list_trials(self, namespace: str, tuningjob: str) -> list[dict[str, Any]]:
+        path = TRIALS.format(ns=namespace)
+        return self.request("GET", path, {"labelSelector": job_selector(tuningjob)})["items"]
+
+    def create_trial(self, namespace: str, trial: Mapping[str, Any]) -> dict[str, Any]:
+        return self.request("POST", TRIALS.format(ns=namespace), body=dict(trial))
+
+    def patch_trial_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        path = f"{TRIALS.format(ns=namespace)}/{name}/status"
+        self.request("PATCH", path, body={"status": dict(status)}, content_type="application/merge-patch+json")
+
+    def list_pods(self, namespace: str, tuningjob: str) -> list[dict[str, Any]]:
+        path = PODS.format(ns=namespace)
+        return self.request("GET", path, {"labelSelector": job_selector(tuningjob)})["items"]
+
+    def create_pod(self, namespace: str, pod: Mapping[str, Any]) -> dict[str, Any]:
+        return self.request("POST", PODS.format(ns=namespace), body=dict(pod))
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        try:
+            self.request("DELETE", f"{PODS.format(ns=namespace)}/{name}")
+        except ApiError as error:
+            if error.status != 404:
+                raise
+
+    def patch_job_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        path = f"{JOBS.format(ns=namespace)}/{name}/status"
+        self.request("PATCH", path, body={"status": dict(status)}, content_type="application/merge-patch+json")
+
+    def patch_job_annotations(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+        path = f"{JOBS.format(ns=namespace)}/{name}"
+        body = {"metadata": {"annotations": dict(annotations)}}
+        self.request("PATCH", path, body=body, content_type="application/merge-patch+json")
+
+    def emit_event(self, regarding: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        metadata = regarding["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
+            "involvedObject": {
+                "apiVersion": regarding["apiVersion"],
+                "kind": regarding["kind"],
+                "name": metadata["name"],
+                "namespace": metadata["namespace"],
+                "uid": metadata["uid"],
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": EVENT_SOURCE},
+            "reportingComponent": f"{contract.API_GROUP}/operator",
+            "reportingInstance": self._instance,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self.request("POST", EVENTS.format(ns=metadata["namespace"]), body=event)

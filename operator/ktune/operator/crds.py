@@ -1,0 +1,414 @@
+"""The CustomResourceDefinitions of TuningJob and Trial, generated from `ktune.spec`'s names and limits.
+
+`python -m ktune.operator.crds > manifests/crds.yaml` rewrites the committed file; a test fails when it is
+stale. Rules the API server can check cheaply are here too (enums, ranges, CEL cross-field rules), so
+`kubectl apply` refuses most bad jobs at once; the rest (Optuna's option checks, whole-number steps) are
+`ktune.spec`'s and reach the user as the TuningJob's `Invalid` condition.
+"""
+
+import sys
+from typing import Any
+
+import yaml
+
+from ktune import contract, spec
+from ktune.pruners import PRUNER_CLASSES
+from ktune.samplers import SAMPLER_CLASSES
+
+Schema = dict[str, Any]
+GROUP, VERSION = contract.API_GROUP, contract.API_VERSION
+MAX_PARAMETERS = 64
+MAX_METRICS = 64
+MAX_PARETO = 100
+MAX_INTERMEDIATE = 1000
+MAX_STRING = 1024
+
+
+def string(description: str, **extra: Any) -> Schema:
+    return {"type": "string", "description": description, **extra}
+
+
+def integer(description: str, **extra: Any) -> Schema:
+    return {"type": "integer", "description": description, **extra}
+
+
+def number(description: str, **extra: Any) -> Schema:
+    return {"type": "number", "description": description, **extra}
+
+
+def boolean(description: str, **extra: Any) -> Schema:
+    return {"type": "boolean", "description": description, **extra}
+
+
+def obj(description: str, properties: dict[str, Schema], **extra: Any) -> Schema:
+    return {"type": "object", "description": description, "properties": properties, **extra}
+
+
+def array(description: str, items: Schema, **extra: Any) -> Schema:
+    return {"type": "array", "description": description, "items": items, **extra}
+
+
+def free_form(description: str) -> Schema:
+    """A map whose values may be any JSON (Optuna options, parameter values): kept as written."""
+    return {"type": "object", "description": description, "x-kubernetes-preserve-unknown-fields": True}
+
+
+def any_scalar(description: str) -> Schema:
+    """A string, number or boolean (a categorical choice): structural schemas have no union type."""
+    return {"description": description, "x-kubernetes-preserve-unknown-fields": True}
+
+
+def pattern(regex: str) -> str:
+    return f"^{regex}$"
+
+
+def metric_name(description: str) -> Schema:
+    return string(description, pattern=pattern(spec._METRIC_NAME.pattern), maxLength=spec.MAX_NAME_LENGTH)
+
+
+def objective_schema(with_goal: bool) -> Schema:
+    properties = {
+        "metric": metric_name("Name of the metric the trainer reports (a key of its result JSON and of "
+                              "ktune_trial_metric{metric=...})."),
+        "direction": string("Whether larger (maximize) or smaller (minimize) values are better.",
+                            enum=list(spec.DIRECTIONS), default=spec.DEFAULTS["objective.direction"]),
+    }
+    if with_goal:
+        properties["goal"] = number("Stop the job (Succeeded, reason GoalReached) as soon as a trial reaches "
+                                    "this value.")
+    return obj("One objective: a metric and its direction.", properties, required=["metric"])
+
+
+def parameter_schema() -> Schema:
+    rules = [
+        ("self.type == 'categorical' ? has(self.choices) : (has(self.low) && has(self.high))",
+         "a float or int parameter needs low and high; a categorical one needs choices"),
+        ("self.type != 'categorical' || (!has(self.low) && !has(self.high) && !has(self.log) && !has(self.step))",
+         "a categorical parameter takes only choices (no low, high, log or step)"),
+        ("self.type == 'categorical' || !has(self.choices)", "choices are only for a categorical parameter"),
+        ("!has(self.low) || !has(self.high) || self.low < self.high", "low must be < high"),
+        ("!has(self.log) || !self.log || !has(self.low) || self.low > 0.0", "low must be > 0 when log is true"),
+        ("!has(self.log) || !self.log || !has(self.step)", "log and step cannot both be set"),
+        ("self.type != 'int' || !has(self.low) || self.low == double(int(self.low))",
+         "low must be an integer for an int parameter"),
+        ("self.type != 'int' || !has(self.high) || self.high == double(int(self.high))",
+         "high must be an integer for an int parameter"),
+        ("!has(self.step) || !has(self.low) || !has(self.high) || self.step <= self.high - self.low",
+         "step must be <= high - low"),
+    ]
+    return obj(
+        "One searched hyperparameter. Its value reaches the trainer as KTUNE_PARAM_<NAME> "
+        "(and in KTUNE_TRIAL_PARAMS); use $(KTUNE_PARAM_<NAME>) in the container's args.",
+        {
+            "name": string("Parameter name: lower-case letters, digits and '_'; it becomes KTUNE_PARAM_<NAME>.",
+                           pattern=pattern(spec._PARAMETER_NAME.pattern), maxLength=spec.MAX_NAME_LENGTH),
+            "type": string("float and int search the range low..high; categorical picks one of choices.",
+                           enum=list(spec.PARAMETER_TYPES)),
+            "low": number("Lowest value (float and int parameters; an integer for int)."),
+            "high": number("Highest value (float and int parameters; an integer for int); must be > low."),
+            "log": boolean("Sample on a log scale (needs low > 0; not with step). Default false."),
+            "step": number("Only values low + k*step (high - low must be a whole number of steps). "
+                           "Default 1 for int parameters, none for float.", exclusiveMinimum=True, minimum=0),
+            "choices": array("The values a categorical parameter can take: strings, numbers or booleans, "
+                             "no duplicates.",
+                             any_scalar("One choice: a string, number or boolean."), minItems=1, maxItems=1000),
+        },
+        required=["name", "type"],
+        **{"x-kubernetes-validations": [{"rule": rule, "message": message} for rule, message in rules]},
+    )
+
+
+def tuningjob_spec_schema() -> Schema:
+    budget_defaults = spec.DEFAULTS["budget"]
+    trial_defaults = spec.DEFAULTS["trial"]
+    rules = [
+        ("has(self.objective) != has(self.objectives)",
+         "set exactly one of objective (single) or objectives (multi-objective)"),
+        ("!has(self.objectives) || self.pruner.name == 'none' || has(self.pruner.metric)",
+         "a multi-objective job prunes on one metric: set pruner.metric to one of the objectives, or use "
+         "pruner none"),
+        ("self.sampler.name != 'grid' || self.parameters.all(p, p.type != 'float' || has(p.step))",
+         "grid sampler needs a step on every float parameter"),
+        ("!has(self.objectives) || !(self.sampler.name in " + repr(list(spec.SINGLE_OBJECTIVE_SAMPLERS)) + ")",
+         "this sampler optimises a single objective; use tpe, nsga2, random, qmc or gp for objectives"),
+    ]
+    return obj(
+        "What to tune, how to search, and how to run one trial.",
+        {
+            "objective": objective_schema(with_goal=True),
+            "objectives": array(
+                "Several objectives (multi-objective search; at least two, no goal). Instead of objective.",
+                objective_schema(with_goal=False), minItems=2, maxItems=8,
+                **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["metric"]},
+            ),
+            "metrics": array("Extra metrics recorded for every trial (besides the objectives).",
+                             metric_name("A metric name."), maxItems=MAX_METRICS,
+                             **{"x-kubernetes-list-type": "set"}),
+            "parameters": array("The search space: one entry per hyperparameter, names unique.",
+                                parameter_schema(), minItems=1, maxItems=MAX_PARAMETERS,
+                                **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}),
+            "sampler": obj(
+                "How the next trial's parameters are chosen (an Optuna sampler).",
+                {
+                    "name": string("The Optuna sampler.", enum=list(SAMPLER_CLASSES),
+                                   default=spec.DEFAULTS["sampler"]["name"]),
+                    "seed": integer("Random seed: the same seed and trials give the same next parameters, also "
+                                    "after an operator restart.", minimum=0, maximum=spec.MAX_SEED),
+                    "options": free_form("Keyword arguments of the Optuna sampler (e.g. n_startup_trials for "
+                                         "tpe); checked against Optuna by the operator."),
+                },
+                default={},
+            ),
+            "pruner": obj(
+                "How running trials are stopped early from their intermediate values (an Optuna pruner).",
+                {
+                    "name": string("The Optuna pruner; none never prunes.", enum=list(PRUNER_CLASSES),
+                                   default=spec.DEFAULTS["pruner"]["name"]),
+                    "options": free_form("Keyword arguments of the Optuna pruner (e.g. n_warmup_steps for "
+                                         "median)."),
+                    "metric": metric_name("The metric the pruner judges; one of the objectives. Required with "
+                                          "objectives, defaults to the single objective's metric."),
+                },
+                default={},
+            ),
+            "budget": obj(
+                "How many trials, how many at once, and when to give up.",
+                {
+                    "maxTrials": integer("Trials in total; the job succeeds when they have all finished.",
+                                         minimum=1, maximum=spec.MAX_TRIALS_LIMIT,
+                                         default=budget_defaults["maxTrials"]),
+                    "parallelism": integer("Trials (pods) running at the same time; at most maxTrials. Can be "
+                                           "changed while the job runs.", minimum=1,
+                                           maximum=spec.MAX_TRIALS_LIMIT, default=budget_defaults["parallelism"]),
+                    "maxFailedTrials": integer("The job fails (reason TooManyFailedTrials) once this many trials "
+                                               "failed. Unset: no limit.", minimum=1),
+                    "activeDeadlineSeconds": integer("The job fails (reason DeadlineExceeded) this many seconds "
+                                                     "after it started. Unset: no deadline.", minimum=1),
+                },
+                default={},
+                **{"x-kubernetes-validations": [
+                    {"rule": "self.parallelism <= self.maxTrials", "message": "parallelism must be <= maxTrials"},
+                ]},
+            ),
+            "trial": obj(
+                "How one trial runs: a pod made from template, with the trainer contract's variables injected.",
+                {
+                    "retries": integer("How often a failed pod is replaced by a new attempt before the trial "
+                                       "counts as Failed.", minimum=0, maximum=spec.MAX_RETRIES,
+                                       default=trial_defaults["retries"]),
+                    "metricsPort": integer("Port of the trainer's Prometheus /metrics (KTUNE_METRICS_PORT).",
+                                           minimum=1, maximum=65535, default=trial_defaults["metricsPort"]),
+                    "template": free_form("A PodTemplateSpec as in a Job: the trial's pod. Its first container "
+                                          "is the trainer; its termination message carries the final "
+                                          "metrics. restartPolicy is always Never: retries are new pods."),
+                },
+                required=["template"],
+            ),
+            "metricsSource": obj(
+                "Where intermediate metrics are read while trials run.",
+                {
+                    "type": string("direct: scrape each trial pod's /metrics; prometheus: query the server at "
+                                   "url.", enum=list(spec.METRICS_SOURCE_TYPES),
+                                   default=spec.DEFAULTS["metricsSource"]["type"]),
+                    "url": string("Base URL of the Prometheus server (type prometheus only), e.g. "
+                                  "http://prometheus:9090.", pattern="^https?://.+", maxLength=2048),
+                },
+                default={},
+                **{"x-kubernetes-validations": [
+                    {"rule": "self.type == 'prometheus' ? has(self.url) : !has(self.url)",
+                     "message": "url is required for type prometheus and only allowed there"},
+                ]},
+            ),
+        },
+        required=["parameters", "trial"],
+        **{"x-kubernetes-validations": [{"rule": rule, "message": message} for rule, message in rules]},
+    )
+
+
+def condition_schema() -> Schema:
+    return obj(
+        "One condition, after the Kubernetes API conventions.",
+        {
+            "type": string("Running, Succeeded, Failed, Invalid or SpecChangeRefused."),
+            "status": string("True, False or Unknown.", enum=["True", "False", "Unknown"]),
+            "reason": string("One CamelCase word saying why (e.g. MaxTrialsReached, GoalReached)."),
+            "message": string("A human explanation.", maxLength=8 * MAX_STRING),
+            "lastTransitionTime": string("When status last changed.", format="date-time"),
+            "observedGeneration": integer("The metadata.generation this condition was computed from."),
+        },
+        required=["type", "status"],
+    )
+
+
+def trial_summary_schema(description: str, with_metrics: bool) -> Schema:
+    properties = {
+        "name": string("The Trial object's name."),
+        "number": integer("The trial's number in its job (0, 1, ...)."),
+        "params": free_form("The trial's parameter values."),
+        "value": number("The objective's value (single objective)."),
+        "values": array("The objectives' values, in the order of objectives.", number("One value.")),
+    }
+    if with_metrics:
+        properties["metrics"] = obj("Final metrics the trainer reported.", {},
+                                    additionalProperties=number("A metric value."))
+    return obj(description, properties)
+
+
+def tuningjob_status_schema() -> Schema:
+    return obj(
+        "Where the job stands; written by the operator. Bounded in size: per-trial history is in Trials.",
+        {
+            "phase": string("Pending, Running, Succeeded or Failed.",
+                            enum=["Pending", "Running", "Succeeded", "Failed"]),
+            "conditions": array("Conditions: wait for a finished job with kubectl wait "
+                                "--for=condition=Succeeded.", condition_schema(), maxItems=16,
+                                **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}),
+            "observedGeneration": integer("The metadata.generation the operator last acted on."),
+            "trialCounts": obj("How many trials are in each state.", {
+                "running": integer("Trials running now."),
+                "succeeded": integer("Trials that finished with their objective values."),
+                "pruned": integer("Trials stopped early by the pruner."),
+                "failed": integer("Trials that failed after their retries."),
+                "total": integer("All trials started so far."),
+                "max": integer("budget.maxTrials."),
+            }),
+            "trials": string("Finished trials / maxTrials, as the TRIALS column shows them."),
+            "bestTrial": trial_summary_schema("The best trial so far (single objective).", with_metrics=True),
+            "paretoFront": array("The Pareto-optimal trials so far (multi-objective; the first ones only).",
+                                 trial_summary_schema("One Pareto-optimal trial.", with_metrics=False),
+                                 maxItems=MAX_PARETO),
+            "startTime": string("When the operator started the job.", format="date-time"),
+            "completionTime": string("When the job finished.", format="date-time"),
+            "message": string("A human summary of the job's progress or outcome.", maxLength=8 * MAX_STRING),
+        },
+    )
+
+
+def trial_schema() -> Schema:
+    return obj(
+        "One trial of a TuningJob: its parameters and outcome. Created by the operator; one pod per attempt.",
+        {
+            "apiVersion": string("The API version of this object (ktune.dev/v1alpha1)."),
+            "kind": string("Trial."),
+            "metadata": {"type": "object", "description": "Standard object metadata."},
+            "spec": obj(
+                "What the trial is; never changes after creation.",
+                {
+                    "tuningJob": string("The TuningJob this trial belongs to."),
+                    "number": integer("The trial's number in its job (0, 1, ...).", minimum=0),
+                    "params": free_form("The parameter values the sampler chose."),
+                },
+                required=["tuningJob", "number"],
+                **{"x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "spec is immutable"}]},
+            ),
+            "status": obj(
+                "How the trial went; written by the operator.",
+                {
+                    "state": string("Running, Succeeded, Pruned or Failed.",
+                                    enum=["Running", "Succeeded", "Pruned", "Failed"]),
+                    "value": number("The (first) objective's final value."),
+                    "values": array("The objectives' final values, in the order of objectives.",
+                                    number("One value.")),
+                    "metrics": obj("The latest or final metrics the trainer reported.", {},
+                                   additionalProperties=number("A metric value.")),
+                    "intermediate": array(
+                        "The pruning metric's intermediate values (the latest ones).",
+                        obj("One intermediate value.", {"step": integer("The step it belongs to."),
+                                                        "value": number("The value.")}),
+                        maxItems=MAX_INTERMEDIATE),
+                    "attempts": integer("How many pods were started for this trial (1 + retries used)."),
+                    "podName": string("The current (or last) attempt's pod."),
+                    "paramsSummary": string("The params as one short JSON line (the PARAMS column)."),
+                    "reason": string("Why it was Pruned or Failed, one CamelCase word (PrunedByPruner, "
+                                     "OOMKilled, Error, ImagePullBackOff, Unschedulable, MissingObjective, "
+                                     "JobStopped, ...)."),
+                    "message": string("Details, e.g. the end of the failed container's log.",
+                                      maxLength=8 * MAX_STRING),
+                    "startTime": string("When the trial started.", format="date-time"),
+                    "finishTime": string("When the trial finished.", format="date-time"),
+                },
+            ),
+        },
+    )
+
+
+def tuningjob_schema() -> Schema:
+    return obj(
+        "A hyperparameter search: the operator runs one pod per trial and writes the best parameters to status.",
+        {
+            "apiVersion": string("The API version of this object (ktune.dev/v1alpha1)."),
+            "kind": string("TuningJob."),
+            "metadata": {"type": "object", "description": "Standard object metadata."},
+            "spec": tuningjob_spec_schema(),
+            "status": tuningjob_status_schema(),
+        },
+        required=["spec"],
+        **{"x-kubernetes-validations": [{
+            "rule": "self.metadata.name.size() <= 63 && self.metadata.name.matches('"
+                    + pattern(spec._DNS_LABEL.pattern) + "')",
+            "message": "metadata.name must be a DNS label (at most 63 lower-case letters, digits and '-'): it "
+                       "becomes a label value on every trial pod",
+        }]},
+    )
+
+
+def crd(kind: str, plural: str, short_name: str, schema: Schema, columns: list[Schema]) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{GROUP}", "labels": {"app.kubernetes.io/part-of": "ktune"}},
+        "spec": {
+            "group": GROUP,
+            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower(),
+                      "shortNames": [short_name], "categories": ["ktune"]},
+            "scope": "Namespaced",
+            "versions": [{
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": schema},
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": columns,
+            }],
+        },
+    }
+
+
+def column(name: str, type_: str, path: str, description: str, **extra: Any) -> Schema:
+    return {"name": name, "type": type_, "jsonPath": path, "description": description, **extra}
+
+
+def tuningjob_crd() -> dict[str, Any]:
+    return crd(contract.TUNINGJOB_KIND, contract.TUNINGJOB_PLURAL, "tj", tuningjob_schema(), [
+        column("Phase", "string", ".status.phase", "Pending, Running, Succeeded or Failed."),
+        column("Best", "number", ".status.bestTrial.value", "The best objective value so far."),
+        column("Trials", "string", ".status.trials", "Finished trials / maxTrials."),
+        column("Running", "integer", ".status.trialCounts.running", "Trials running now."),
+        column("Age", "date", ".metadata.creationTimestamp", "Time since creation."),
+        column("Best-Params", "string", ".status.bestTrial.params", "The best trial's parameters.", priority=1),
+    ])
+
+
+def trial_crd() -> dict[str, Any]:
+    return crd(contract.TRIAL_KIND, contract.TRIAL_PLURAL, "tr", trial_schema(), [
+        column("Job", "string", ".spec.tuningJob", "The TuningJob."),
+        column("State", "string", ".status.state", "Running, Succeeded, Pruned or Failed."),
+        column("Value", "number", ".status.value", "The objective's final value."),
+        column("Params", "string", ".status.paramsSummary", "The parameter values."),
+        column("Age", "date", ".metadata.creationTimestamp", "Time since creation."),
+        column("Reason", "string", ".status.reason", "Why it was pruned or failed.", priority=1),
+        column("Pod", "string", ".status.podName", "The latest attempt's pod.", priority=1),
+    ])
+
+
+HEADER = "# Generated by `python -m ktune.operator.crds > manifests/crds.yaml` from ktune.spec; do not edit.\n"
+
+
+def render() -> str:
+    """Both CRDs as one YAML stream, exactly as committed in manifests/crds.yaml."""
+    documents = [tuningjob_crd(), trial_crd()]
+    return HEADER + yaml.safe_dump_all(documents, sort_keys=False, width=120, explicit_start=True)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())

@@ -1,0 +1,96 @@
+"""kopf wiring only: one timer per TuningJob runs its `JobReconciler`; settings are applied at startup.
+
+kopf attaches a finalizer to a TuningJob while its timer runs (so that the timer is stopped before the
+job goes away) and removes it once the job has finished; children go with ownerReferences.
+"""
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from ktune import contract
+from ktune.operator.cluster import KubeCluster
+from ktune.operator.reconcile import JobReconciler
+from ktune.operator.settings import OperatorSettings
+from ktune.operator.status import TERMINAL_PHASES
+
+FINALIZER = f"{contract.API_GROUP}/operator"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How `ktune operator` runs: which namespaces, peering, liveness."""
+
+    namespaces: Sequence[str] = ()
+    all_namespaces: bool = False
+    peering: str | None = None
+    liveness: str | None = None
+
+
+def needs_reconciling(body: Mapping[str, Any], **_: Any) -> bool:
+    """A finished job whose spec did not change since is left alone (and loses kopf's finalizer)."""
+    status = body.get("status") or {}
+    finished = status.get("phase") in TERMINAL_PHASES
+    return not finished or status.get("observedGeneration") != body["metadata"].get("generation")
+
+
+def build_registry(settings: OperatorSettings, cluster: KubeCluster) -> kopf.OperatorRegistry:
+    """The operator's handlers, bound to `settings` and one API client shared by all jobs."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.finalizer = FINALIZER
+        settings.posting.enabled = False  # our own Events say what happened; kopf's would repeat it per pass
+        settings.scanning.disabled = True  # no need to read CustomResourceDefinitions (and no RBAC for it)
+        settings.execution.max_workers = operator_settings.max_workers
+
+    operator_settings = settings
+
+    @kopf.timer(
+        contract.API_GROUP, contract.API_VERSION, contract.TUNINGJOB_PLURAL,
+        interval=settings.reconcile_interval_seconds, backoff=settings.reconcile_interval_seconds,
+        when=needs_reconciling, registry=registry,
+    )
+    def reconcile_tuningjob(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        reconciler = memo.get("reconciler")
+        if reconciler is None:
+            reconciler = memo["reconciler"] = JobReconciler(cluster, operator_settings)
+        reconciler.reconcile(plain(body), time.time())
+
+    return registry
+
+
+def plain(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A kopf body as plain dicts, safe to keep and modify."""
+    return {key: _plain(value) for key, value in body.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def run_operator(options: RunOptions, settings: OperatorSettings) -> None:
+    """Run until interrupted (SIGINT/SIGTERM stop it gracefully)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cluster = KubeCluster.from_environment(pool_size=settings.max_workers)
+    kopf.run(
+        registry=build_registry(settings, cluster),
+        clusterwide=options.all_namespaces,
+        namespaces=list(options.namespaces),
+        standalone=options.peering is None,
+        peering_name=options.peering,
+        liveness_endpoint=options.liveness,
+    )

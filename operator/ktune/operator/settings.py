@@ -1,0 +1,54 @@
+"""The operator's settings: one typed dataclass, filled from `KTUNE_OPERATOR_*` environment variables."""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+ENV_PREFIX = "KTUNE_OPERATOR_"
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """How often and how patiently the operator reconciles; every field is `KTUNE_OPERATOR_<FIELD>` in env."""
+
+    reconcile_interval_seconds: float = 2.0
+    """Seconds between two reconcile passes over one TuningJob (each job has its own timer)."""
+
+    scrape_timeout_seconds: float = 2.0
+    """Timeout of one `/metrics` scrape or PromQL query; a slow trial never stalls its job longer."""
+
+    image_pull_timeout_seconds: float = 300.0
+    """How long a pod may wait with ImagePullBackOff/ErrImagePull before its attempt counts as failed."""
+
+    unschedulable_timeout_seconds: float = 600.0
+    """How long a pod may stay Unschedulable before its attempt counts as failed."""
+
+    intermediate_values_kept: int = 100
+    """At most this many intermediate values are kept in a Trial's status (the latest ones)."""
+
+    pareto_front_kept: int = 10
+    """At most this many Pareto-optimal trials are listed in a multi-objective TuningJob's status."""
+
+    max_workers: int = 32
+    """Threads for reconcile passes: how many TuningJobs can be reconciled at the same moment."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "OperatorSettings":
+        """Settings with every `KTUNE_OPERATOR_<FIELD>` variable applied; a bad value names the variable."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, float | int] = {}
+        for spec in fields(cls):
+            variable = ENV_PREFIX + spec.name.upper()
+            if variable not in environ:
+                continue
+            convert = int if spec.type in (int, "int") else float
+            try:
+                value = convert(environ[variable])
+            except ValueError:
+                raise ValueError(
+                    f"{variable}={environ[variable]!r} is not a number ({convert.__name__}); unset it or fix it"
+                ) from None
+            if value <= 0:
+                raise ValueError(f"{variable} must be > 0 (got {environ[variable]})")
+            values[spec.name] = value
+        return cls(**values)
