@@ -35,7 +35,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--fail-above", type=float, help="exit 1 (after training) when x is above this")
     parser.add_argument("--fail-attempts", type=int, default=0, help="the first N attempts of each trial exit 3")
     parser.add_argument("--state-dir", type=Path, help="where attempts are counted (needed by --fail-attempts)")
-    parser.add_argument("--launch-log", type=Path, help="append 'number attempt x' for every launch")
+    parser.add_argument(
+        "--launch-log", type=Path, help="append 'start NUMBER ATTEMPT X' at launch and 'end NUMBER ATTEMPT X' at exit"
+    )
     parser.add_argument("--nan", action="store_true", help="report NaN as the final objective")
     parser.add_argument("--no-result", action="store_true", help="write no result file")
     parser.add_argument("--junk-result", action="store_true", help="write a result file that is not JSON")
@@ -52,14 +54,18 @@ def count_attempt(state_dir: Path, number: str) -> int:
     return attempt
 
 
+def log_event(path: Path | None, event: str, number: str, attempt: int, x: float) -> None:
+    if path is not None:
+        with path.open("a") as log:
+            log.write(f"{event} {number} {attempt} {x!r}\n")
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     x = args.x if args.x is not None else float(os.environ["KTUNE_PARAM_X"])
     number = os.environ.get("KTUNE_TRIAL_NUMBER", "?")
     attempt = count_attempt(args.state_dir, number) if args.state_dir else 1
-    if args.launch_log:
-        with args.launch_log.open("a") as log:
-            log.write(f"{number} {attempt} {x!r}\n")
+    log_event(args.launch_log, "start", number, attempt, x)
     if args.ignore_sigterm:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
@@ -90,6 +96,7 @@ def main(argv: list[str]) -> int:
             {args.metric: float("nan") if args.nan else final, "loss": 1.0 - final, "test_score": final - 0.01}
         )
         Path(result_path).write_text(text)
+    log_event(args.launch_log, "end", number, attempt, x)
     return 0
 
 

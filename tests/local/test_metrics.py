@@ -50,7 +50,7 @@ def test_text_that_is_not_prometheus_exposition_is_a_metrics_error():
 
 def test_scrape_reads_a_live_metrics_endpoint():
     registry = trial_registry({"score": 0.5}, step=2)
-    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    server, _thread = start_http_server(0, addr="127.0.0.1", registry=registry)
     try:
         metrics = scrape(metrics_url("127.0.0.1", server.server_port), timeout=5)
     finally:
