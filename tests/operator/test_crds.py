@@ -28,7 +28,7 @@ def schemas() -> dict[str, dict]:
 
 def test_committed_crds_match_the_generator():
     committed = (ROOT / "manifests" / "crds.yaml").read_text()
-    assert committed == crds.render(), "manifests/crds.yaml is stale: python -m ktune.operator.crds > manifests/crds.yaml"
+    assert committed == crds.render(), "stale: run python -m ktune.operator.crds > manifests/crds.yaml"
 
 
 def test_every_field_has_a_description_for_kubectl_explain():

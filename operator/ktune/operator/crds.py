@@ -326,6 +326,9 @@ def trial_schema() -> Schema:
                                       maxLength=8 * MAX_STRING),
                     "startTime": string("When the trial started.", format="date-time"),
                     "finishTime": string("When the trial finished.", format="date-time"),
+                    "systemAttrs": string("The sampler's bookkeeping for this trial (Optuna system attributes as "
+                                          "JSON): a restarted operator continues grid, CMA-ES and NSGA-II "
+                                          "searches with it."),
                 },
             ),
         },

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ktune import contract, metrics
-from ktune.engine import Engine, FinishDecision, TrialRecord, TrialState
+from ktune.engine import JOB_STOPPED, Engine, FinishDecision, TrialRecord, TrialState
 from ktune.operator import status as st
 from ktune.operator.cluster import AlreadyExists, Cluster
 from ktune.operator.pods import pod_attempt, trial_name, trial_pod_manifest, trial_pod_name
@@ -33,7 +33,6 @@ UNSAFE_FIELDS = ("objective", "objectives", "metrics", "parameters", "sampler", 
 STUCK_WAITING_REASONS = frozenset(
     {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"}
 )
-JOB_STOPPED = "JobStopped"
 
 Scrape = Callable[[str, float], metrics.TrialMetrics]
 QueryPrometheus = Callable[[str, str, int, str | None, float], metrics.TrialMetrics]

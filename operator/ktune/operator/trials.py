@@ -49,6 +49,7 @@ def trial_status(record: TrialRecord, attempts: int, pod_name: str | None, keep_
         "message": (record.message or "")[-1024:] or None,
         "startTime": rfc3339(record.started_at),
         "finishTime": rfc3339(record.finished_at),
+        "systemAttrs": json.dumps(record.system_attrs, sort_keys=True) if record.system_attrs else None,
     }
     return status
 
@@ -69,6 +70,7 @@ def record_from_trial(trial: Mapping[str, Any]) -> TrialRecord:
         message=status.get("message"),
         started_at=epoch(status.get("startTime")),
         finished_at=epoch(status.get("finishTime")),
+        system_attrs=json.loads(status["systemAttrs"]) if status.get("systemAttrs") else {},
     )
 
 

@@ -1,0 +1,91 @@
+"""An in-process stand-in for the API server: just enough of `Cluster` for fast reconcile tests."""
+
+import copy
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+from ktune import contract
+from ktune.operator.cluster import AlreadyExists
+
+
+class FakeCluster:
+    """Objects live in dicts keyed by name; tests move pods along by editing their status."""
+
+    def __init__(self) -> None:
+        self.trials: dict[str, dict[str, Any]] = {}
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.deleted_pods: list[str] = []
+        self.job_status: dict[str, Any] = {}
+        self.annotations: dict[str, str] = {}
+        self.events: list[tuple[str, str, str]] = []
+        self._uids = itertools.count()
+
+    def _uid(self) -> str:
+        return f"uid-{next(self._uids)}"
+
+    def list_trials(self, namespace: str, tuningjob: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(t) for t in self.trials.values()
+                if t["metadata"]["labels"][contract.LABEL_TUNINGJOB] == tuningjob]
+
+    def create_trial(self, namespace: str, trial: Mapping[str, Any]) -> dict[str, Any]:
+        name = trial["metadata"]["name"]
+        if name in self.trials:
+            raise AlreadyExists(409, f"trials {name} already exists")
+        created = copy.deepcopy(dict(trial))
+        created["metadata"]["uid"] = self._uid()
+        created.pop("status", None)
+        self.trials[name] = created
+        return copy.deepcopy(created)
+
+    def patch_trial_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        current = self.trials[name].setdefault("status", {})
+        for key, value in status.items():
+            if value is None:
+                current.pop(key, None)
+            else:
+                current[key] = copy.deepcopy(value)
+
+    def list_pods(self, namespace: str, tuningjob: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(p) for p in self.pods.values()
+                if p["metadata"]["labels"][contract.LABEL_TUNINGJOB] == tuningjob]
+
+    def create_pod(self, namespace: str, pod: Mapping[str, Any]) -> dict[str, Any]:
+        name = pod["metadata"]["name"]
+        if name in self.pods:
+            raise AlreadyExists(409, f"pods {name} already exists")
+        created = copy.deepcopy(dict(pod))
+        created["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
+        created["status"] = {"phase": "Pending"}
+        self.pods[name] = created
+        return copy.deepcopy(created)
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        if self.pods.pop(name, None) is not None:
+            self.deleted_pods.append(name)
+
+    def patch_job_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        for key, value in status.items():
+            if value is None:
+                self.job_status.pop(key, None)
+            else:
+                self.job_status[key] = copy.deepcopy(value)
+
+    def patch_job_annotations(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+        self.annotations.update(annotations)
+
+    def emit_event(self, regarding: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        self.events.append((type_, reason, message))
+
+    # ---- what the kubelet would do ----
+
+    def run_pod(self, name: str, ip: str = "10.0.0.1") -> None:
+        self.pods[name]["status"] = {"phase": "Running", "podIP": ip}
+
+    def finish_pod(self, name: str, message: str, exit_code: int = 0, reason: str = "Completed") -> None:
+        container = self.pods[name]["spec"]["containers"][0]["name"]
+        self.pods[name]["status"] = {
+            "phase": "Succeeded" if exit_code == 0 else "Failed",
+            "containerStatuses": [{"name": container, "state": {"terminated": {
+                "exitCode": exit_code, "reason": reason, "message": message}}}],
+        }
