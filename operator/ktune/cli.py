@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ktune import __version__
+from ktune.operator import commands as operator_commands
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
@@ -111,6 +112,8 @@ def _print_problems(source: object, problems: Sequence[str]) -> int:
 
 
 COMMANDS: list[Callable[[Subcommands], None]] = [add_run_command, add_validate_command]
+# The cluster subcommands (operator, status, export) live with the operator.
+COMMANDS += operator_commands.COMMANDS
 
 
 def build_parser() -> argparse.ArgumentParser:
