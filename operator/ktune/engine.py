@@ -1,0 +1,443 @@
+"""The tuning engine: a TuningJob's Optuna study driven by ask and tell, with no I/O.
+
+Trials run anywhere (processes, pods); callers ask for parameters, report intermediate metrics, tell the
+outcome, and ask whether the job is finished. The engine is rebuilt from its trial records after a restart
+and then suggests exactly what the original would have (same seed):
+
+- each trial is suggested by a fresh sampler seeded from (job seed, trial number) — see
+  `ktune.samplers.trial_seed` — so no hidden random state survives between suggestions;
+- a record keeps what the sampler wrote on its trial (`system_attrs`: grid ids, CMA-ES state, NSGA-II
+  generations), and the rebuild puts every record back, RUNNING ones included, with its intermediate values.
+
+Pruning: a single-objective job reports the pruning metric to its own study. Optuna refuses intermediate
+values in multi-objective studies, so a multi-objective job with a pruner keeps a shadow single-objective
+study on `pruner.metric` (same trials, same numbers) and its pruner judges trials there.
+
+Stop rules (checked in this order, see `stop_decision`):
+- GoalReached: a succeeded trial's objective reached `goal` (>= when maximizing, <= when minimizing);
+- TooManyFailedTrials: `maxFailedTrials` trials have failed (trials failed with reason JobStopped, which
+  callers use for trials they stop when the job ends, do not count);
+- DeadlineExceeded: `activeDeadlineSeconds` have passed since the job started (first ask, or the earliest
+  record's start);
+- MaxTrialsReached: `maxTrials` trials exist (a grid job: at most the grid's size) and none is running;
+  succeeded when at least one trial succeeded.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState as OptunaState
+
+from ktune.pruners import build_pruner
+from ktune.samplers import build_sampler, grid_size
+from ktune.spec import JobSpec, Parameter
+
+JOB_STOPPED = "JobStopped"
+PRUNED_BY_PRUNER = "PrunedByPruner"
+MISSING_OBJECTIVE = "MissingObjective"
+INVALID_OBJECTIVE = "InvalidObjective"
+_USER_ATTR = "ktune"
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class TrialState(StrEnum):
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    PRUNED = "Pruned"
+    FAILED = "Failed"
+
+
+_TO_OPTUNA = {
+    TrialState.RUNNING: OptunaState.RUNNING,
+    TrialState.SUCCEEDED: OptunaState.COMPLETE,
+    TrialState.PRUNED: OptunaState.PRUNED,
+    TrialState.FAILED: OptunaState.FAIL,
+}
+_FROM_OPTUNA = {optuna_state: state for state, optuna_state in _TO_OPTUNA.items()}
+
+
+@dataclass
+class TrialRecord:
+    """One trial as ktune persists it (Trial objects, local files); converts to and from Optuna trials.
+
+    `system_attrs` holds what the sampler wrote on the trial; a rebuilt engine needs it to continue
+    grid, CMA-ES and NSGA-II searches where they were.
+    """
+
+    number: int
+    params: dict[str, Any]
+    state: TrialState
+    values: list[float] | None = None
+    intermediate: dict[int, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None
+    message: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    system_attrs: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict (intermediate steps become string keys, as JSON requires)."""
+        data = asdict(self)
+        data["state"] = self.state.value
+        data["intermediate"] = {str(step): value for step, value in self.intermediate.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialRecord:
+        return cls(
+            number=int(data["number"]),
+            params=dict(data["params"]),
+            state=TrialState(data["state"]),
+            values=None if data.get("values") is None else [float(v) for v in data["values"]],
+            intermediate={int(step): float(value) for step, value in (data.get("intermediate") or {}).items()},
+            metrics={str(k): float(v) for k, v in (data.get("metrics") or {}).items()},
+            reason=data.get("reason"),
+            message=data.get("message"),
+            started_at=data.get("started_at"),
+            finished_at=data.get("finished_at"),
+            system_attrs=dict(data.get("system_attrs") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class FinishDecision:
+    reason: str
+    message: str
+    succeeded: bool
+
+
+def parameter_distribution(parameter: Parameter) -> BaseDistribution:
+    """The Optuna distribution of one TuningJob parameter."""
+    if parameter.type == "categorical":
+        return CategoricalDistribution(list(parameter.choices))
+    if parameter.type == "int":
+        return IntDistribution(int(parameter.low), int(parameter.high), log=parameter.log,
+                               step=int(parameter.step or 1))
+    return FloatDistribution(float(parameter.low), float(parameter.high), log=parameter.log,
+                             step=None if parameter.step is None else float(parameter.step))
+
+
+def _finite_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The metrics that are finite numbers, as floats (records stay JSON-safe)."""
+    finite = {}
+    for name, value in metrics.items():
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            finite[str(name)] = float(value)
+    return finite
+
+
+def _plain(value: Any) -> Any:
+    """Numpy scalars and the like as plain Python values, for JSON."""
+    return value.item() if hasattr(value, "item") and not isinstance(value, int | float | str | bool) else value
+
+
+def _dominates(a: list[float], b: list[float], maximize: list[bool]) -> bool:
+    """True when `a` is at least as good as `b` in every objective and better in one."""
+    better = False
+    for x, y, up in zip(a, b, maximize, strict=True):
+        if (x < y) if up else (x > y):
+            return False
+        better |= (x > y) if up else (x < y)
+    return better
+
+
+class Engine:
+    """A TuningJob's study: suggest, record, prune, decide when the job is done."""
+
+    def __init__(self, spec: JobSpec, records: Iterable[TrialRecord] = (), *, storage: Any = None,
+                 study_name: str = "ktune", started_at: float | None = None) -> None:
+        self.spec = spec
+        self._distributions = {p.name: parameter_distribution(p) for p in spec.parameters}
+        self._maximize = [objective.direction == "maximize" for objective in spec.objectives]
+        self._max_trials = spec.budget.max_trials
+        if spec.sampler.name == "grid":
+            self._max_trials = min(self._max_trials, grid_size(spec.parameters))
+        # What `report` records per step: the pruning metric, or the first objective when nothing prunes.
+        self._intermediate_metric = spec.pruner.metric or spec.objectives[0].metric
+        self._storage = optuna.storages.get_storage(storage)
+        self._study = optuna.create_study(
+            storage=self._storage, study_name=study_name, load_if_exists=True,
+            directions=[objective.direction for objective in spec.objectives],
+            sampler=self._sampler(0),
+            pruner=optuna.pruners.NopPruner() if spec.multi_objective else self._pruner(),
+        )
+        self._pruning_study = self._study if not spec.multi_objective else self._shadow_study(study_name)
+        self._records: list[TrialRecord] = []
+        self._trial_ids: dict[int, int] = {}
+        for frozen in self._study.get_trials(deepcopy=False):
+            self._adopt(frozen)
+        for record in sorted(records, key=lambda r: r.number):
+            if record.number < len(self._records):
+                continue  # already in the storage (a resumed journal)
+            if record.number != len(self._records):
+                raise ValueError(f"trial records must be numbered 0, 1, 2, ... without gaps "
+                                 f"(trial {len(self._records)} is missing, got {record.number})")
+            self._add(record)
+        self._started_at = started_at if started_at is not None else min(
+            (r.started_at for r in self._records if r.started_at is not None), default=None)
+
+    # -- construction helpers ------------------------------------------------------------------------
+
+    def _sampler(self, number: int) -> optuna.samplers.BaseSampler:
+        sampler = self.spec.sampler
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return build_sampler(sampler.name, sampler.options, sampler.seed, self.spec.parameters, number)
+
+    def _pruner(self) -> optuna.pruners.BasePruner:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return build_pruner(self.spec.pruner.name, self.spec.pruner.options)
+
+    def _shadow_study(self, study_name: str) -> optuna.Study | None:
+        if self.spec.pruner.name == "none" or self.spec.pruner.metric is None:
+            return None
+        index = self.spec.objective_metrics.index(self.spec.pruner.metric)
+        return optuna.create_study(study_name=f"{study_name}-pruning", pruner=self._pruner(),
+                                   direction=self.spec.objectives[index].direction)
+
+    def _pruning_value(self, record: TrialRecord) -> float | None:
+        """The pruning metric's final value of a succeeded trial (the shadow study's objective)."""
+        if record.values is None:
+            return None
+        return record.values[self.spec.objective_metrics.index(self._intermediate_metric)]
+
+    def _frozen(self, record: TrialRecord, *, shadow: bool) -> optuna.trial.FrozenTrial:
+        """The Optuna trial a record stands for, in the main study or the shadow pruning study."""
+        intermediate = dict(record.intermediate) if shadow or not self.spec.multi_objective else {}
+        values = None
+        if record.state is TrialState.SUCCEEDED:
+            values = [self._pruning_value(record)] if shadow else list(record.values or [])
+        elif record.state is TrialState.PRUNED and intermediate and (shadow or not self.spec.multi_objective):
+            values = [intermediate[max(intermediate)]]  # what Optuna's tell stores for a pruned trial
+        try:
+            return optuna.trial.create_trial(
+                state=_TO_OPTUNA[record.state], values=values, params=record.params,
+                distributions=self._distributions, intermediate_values=intermediate,
+                system_attrs={} if shadow else dict(record.system_attrs),
+                user_attrs={} if shadow else {_USER_ATTR: self._user_attr(record)},
+            )
+        except ValueError as error:
+            raise ValueError(f"trial {record.number} does not fit the job's spec (was spec.parameters "
+                             f"changed?): {error}") from None
+
+    @staticmethod
+    def _user_attr(record: TrialRecord) -> dict[str, Any]:
+        """What a record holds beyond Optuna's own fields, stored on the trial so a journal rebuilds it."""
+        data = record.to_dict()
+        return {key: data[key] for key in ("intermediate", "metrics", "reason", "message", "started_at",
+                                           "finished_at")}
+
+    def _adopt(self, frozen: optuna.trial.FrozenTrial) -> None:
+        """Take a trial found in the storage as a record."""
+        extra = frozen.user_attrs.get(_USER_ATTR, {})
+        record = TrialRecord.from_dict({
+            "number": frozen.number, "params": frozen.params, "state": _FROM_OPTUNA[frozen.state].value,
+            "values": frozen.values if frozen.state is OptunaState.COMPLETE else None,
+            **extra, "system_attrs": frozen.system_attrs,
+        })
+        if not self.spec.multi_objective:
+            record.intermediate = dict(frozen.intermediate_values)
+        self._trial_ids[frozen.number] = frozen._trial_id
+        self._records.append(record)
+        self._add_shadow(record)
+
+    def _add(self, record: TrialRecord) -> None:
+        record = TrialRecord.from_dict(record.to_dict())
+        self._study.add_trial(self._frozen(record, shadow=False))
+        self._trial_ids[record.number] = self._study.get_trials(deepcopy=False)[-1]._trial_id
+        self._records.append(record)
+        self._add_shadow(record)
+
+    def _add_shadow(self, record: TrialRecord) -> None:
+        if self._pruning_study is not None and self._pruning_study is not self._study:
+            self._pruning_study.add_trial(self._frozen(record, shadow=True))
+
+    def _refresh_system_attrs(self, record: TrialRecord) -> None:
+        record.system_attrs = dict(self._storage.get_trial(self._trial_ids[record.number]).system_attrs)
+
+    # -- ask and tell ---------------------------------------------------------------------------------
+
+    @property
+    def study(self) -> optuna.Study:
+        """The Optuna study, for plots and export only."""
+        return self._study
+
+    @property
+    def records(self) -> list[TrialRecord]:
+        return list(self._records)
+
+    def record(self, number: int) -> TrialRecord:
+        if not 0 <= number < len(self._records):
+            raise KeyError(f"no trial {number} (the job has {len(self._records)} trials)")
+        return self._records[number]
+
+    def _running(self, number: int) -> TrialRecord:
+        record = self.record(number)
+        if record.state is not TrialState.RUNNING:
+            raise ValueError(f"trial {number} is already {record.state.value}")
+        return record
+
+    def ask(self, now: float | None = None) -> TrialRecord:
+        """A new RUNNING trial with the next number and its suggested parameters."""
+        number = len(self._records)
+        self._study.sampler = self._sampler(number)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            trial = self._study.ask(self._distributions)
+        record = TrialRecord(number=number, params={k: _plain(v) for k, v in trial.params.items()},
+                             state=TrialState.RUNNING, started_at=now)
+        trial.set_user_attr(_USER_ATTR, self._user_attr(record))
+        self._trial_ids[number] = trial._trial_id
+        self._refresh_system_attrs(record)
+        self._records.append(record)
+        self._add_shadow(record)
+        if self._started_at is None:
+            self._started_at = now
+        return record
+
+    def report(self, number: int, step: int, metrics: Mapping[str, float]) -> bool:
+        """Record a running trial's metrics at `step`; True when the pruner says to stop it now."""
+        record = self.record(number)
+        if record.state is not TrialState.RUNNING:
+            return False
+        finite = _finite_metrics(metrics)
+        record.metrics.update(finite)
+        value = finite.get(self._intermediate_metric)
+        if isinstance(step, float) and step.is_integer():
+            step = int(step)
+        if value is None or isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            return False
+        trial = None if self._pruning_study is None else optuna.Trial(
+            self._pruning_study, self._pruning_trial_id(number))
+        if step not in record.intermediate:
+            record.intermediate[step] = value
+            if trial is not None:
+                trial.report(value, step)
+        return trial is not None and trial.should_prune()
+
+    def _pruning_trial_id(self, number: int) -> int:
+        if self._pruning_study is self._study:
+            return self._trial_ids[number]
+        return self._pruning_study.get_trials(deepcopy=False)[number]._trial_id
+
+    def _finish(self, record: TrialRecord, state: TrialState, values: list[float] | None, reason: str | None,
+                message: str | None, now: float | None) -> TrialRecord:
+        record.state, record.values, record.reason, record.message = state, values, reason, message
+        record.finished_at = now
+        optuna.Trial(self._study, self._trial_ids[record.number]).set_user_attr(_USER_ATTR, self._user_attr(record))
+        self._study.tell(record.number, values if state is TrialState.SUCCEEDED else None, state=_TO_OPTUNA[state])
+        if self._pruning_study is not None and self._pruning_study is not self._study:
+            shadow_values = [self._pruning_value(record)] if state is TrialState.SUCCEEDED else None
+            self._pruning_study.tell(record.number, shadow_values, state=_TO_OPTUNA[state])
+        self._refresh_system_attrs(record)
+        return record
+
+    def tell_succeeded(self, number: int, metrics: Mapping[str, float], now: float | None = None) -> TrialRecord:
+        """A trial's final metrics; a missing or non-finite objective fails the trial instead."""
+        record = self._running(number)
+        final = _finite_metrics(metrics)
+        record.metrics.update(final)
+        missing = [m for m in self.spec.objective_metrics if m not in metrics]
+        if missing:
+            return self._finish(record, TrialState.FAILED, None, MISSING_OBJECTIVE,
+                                f"final metrics lack the objective metric {', '.join(missing)}", now)
+        invalid = [m for m in self.spec.objective_metrics if m not in final]
+        if invalid:
+            shown = ", ".join(f"{m}={metrics[m]!r}" for m in invalid)
+            return self._finish(record, TrialState.FAILED, None, INVALID_OBJECTIVE,
+                                f"objective metric is not a finite number: {shown}", now)
+        values = [final[m] for m in self.spec.objective_metrics]
+        return self._finish(record, TrialState.SUCCEEDED, values, None, None, now)
+
+    def tell_pruned(self, number: int, now: float | None = None, reason: str = PRUNED_BY_PRUNER) -> TrialRecord:
+        record = self._running(number)
+        last = record.intermediate[max(record.intermediate)] if record.intermediate else None
+        message = None if last is None else f"{self._intermediate_metric}={last:g} at step {max(record.intermediate)}"
+        return self._finish(record, TrialState.PRUNED, None, reason, message, now)
+
+    def tell_failed(self, number: int, reason: str, message: str = "", now: float | None = None) -> TrialRecord:
+        record = self._running(number)
+        return self._finish(record, TrialState.FAILED, None, reason, message or None, now)
+
+    # -- results and decisions ------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(("running", "succeeded", "pruned", "failed"), 0)
+        for record in self._records:
+            counts[record.state.value.lower()] += 1
+        return counts
+
+    def _succeeded(self) -> list[TrialRecord]:
+        return [r for r in self._records if r.state is TrialState.SUCCEEDED]
+
+    @property
+    def best_trial(self) -> TrialRecord | None:
+        """The best succeeded trial of a single-objective job (lowest number on ties); None otherwise."""
+        if self.spec.multi_objective:
+            return None
+        best = None
+        for record in self._succeeded():
+            value = record.values[0]
+            if best is None or (value > best.values[0] if self._maximize[0] else value < best.values[0]):
+                best = record
+        return best
+
+    @property
+    def pareto_front(self) -> list[TrialRecord]:
+        """Succeeded trials no other succeeded trial dominates, by number; [best] for a single objective."""
+        if not self.spec.multi_objective:
+            best = self.best_trial
+            return [] if best is None else [best]
+        done = self._succeeded()
+        return [r for r in done if not any(_dominates(o.values, r.values, self._maximize) for o in done)]
+
+    def _goal_reached(self) -> FinishDecision | None:
+        objective = self.spec.objectives[0]
+        best = self.best_trial
+        if objective.goal is None or best is None:
+            return None
+        value = best.values[0]
+        if (value >= objective.goal) if self._maximize[0] else (value <= objective.goal):
+            sign = ">=" if self._maximize[0] else "<="
+            return FinishDecision("GoalReached", f"trial {best.number} reached {objective.metric}={value:g} "
+                                                 f"(goal {sign} {objective.goal:g})", True)
+        return None
+
+    def stop_decision(self, now: float) -> FinishDecision | None:
+        """Why the job is finished, or None while it goes on (rules in the module docstring)."""
+        goal = self._goal_reached()
+        if goal is not None:
+            return goal
+        budget = self.spec.budget
+        failed = sum(r.state is TrialState.FAILED and r.reason != JOB_STOPPED for r in self._records)
+        if budget.max_failed_trials is not None and failed >= budget.max_failed_trials:
+            return FinishDecision("TooManyFailedTrials", f"{failed} trials failed "
+                                                         f"(maxFailedTrials {budget.max_failed_trials})", False)
+        deadline = budget.active_deadline_seconds
+        if deadline is not None and self._started_at is not None and now - self._started_at >= deadline:
+            return FinishDecision("DeadlineExceeded", f"the job ran {now - self._started_at:.0f}s "
+                                                      f"(activeDeadlineSeconds {deadline})", False)
+        running = sum(r.state is TrialState.RUNNING for r in self._records)
+        if len(self._records) >= self._max_trials and running == 0:
+            counts = self.counts()
+            summary = (f"{len(self._records)} trials: {counts['succeeded']} succeeded, {counts['pruned']} pruned, "
+                       f"{counts['failed']} failed")
+            return FinishDecision("MaxTrialsReached", summary, counts["succeeded"] > 0)
+        return None
+
+    def launchable(self, running: int, now: float) -> int:
+        """How many new trials may start now: within parallelism and maxTrials, none once the job stops."""
+        if self.stop_decision(now) is not None:
+            return 0
+        return max(0, min(self.spec.budget.parallelism - running, self._max_trials - len(self._records)))
