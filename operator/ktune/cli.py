@@ -111,7 +111,22 @@ def _print_problems(source: object, problems: Sequence[str]) -> int:
     return EXIT_BAD_INPUT
 
 
-COMMANDS: list[Callable[[Subcommands], None]] = [add_run_command, add_validate_command]
+def add_import_katib_command(subcommands: Subcommands) -> None:
+    parser = subcommands.add_parser(
+        "import-katib", help="convert a Katib v1beta1 Experiment into a TuningJob",
+        description="Print the TuningJob made from a Katib Experiment; what could not be carried over goes to stderr.",
+    )
+    parser.add_argument("file", type=Path, help="Katib Experiment YAML file")
+    parser.set_defaults(handler=import_katib)
+
+
+def import_katib(args: argparse.Namespace) -> int:
+    from ktune import katib
+
+    return katib.import_katib(str(args.file), sys.stdout, sys.stderr)
+
+
+COMMANDS: list[Callable[[Subcommands], None]] = [add_run_command, add_validate_command, add_import_katib_command]
 # The cluster subcommands (operator, status, export) live with the operator.
 COMMANDS += operator_commands.COMMANDS
 

@@ -8,6 +8,7 @@ approximated field, so nothing is changed silently.
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, TextIO
 
 import yaml
@@ -167,8 +168,21 @@ def _parameter(param: Mapping[str, Any], index: int, notes: list[str], renamed: 
         if log:
             notes.append(f"parameter `{katib_name}`: step dropped, Optuna cannot combine a step with a log scale")
         else:
-            out["step"] = number_type(_number(space["step"], f"{path}.feasibleSpace.step"))
+            step = number_type(_number(space["step"], f"{path}.feasibleSpace.step"))
+            out["step"] = step
+            out["high"] = _whole_steps_high(low, high, step)
+            if out["high"] != high:
+                notes.append(f"parameter `{katib_name}`: max {high} lowered to {out['high']} so that max - min is a "
+                             f"whole number of steps of {step}")
     return out
+
+
+def _whole_steps_high(low: float, high: float, step: float) -> float:
+    """The largest value low + k*step that is <= high, rounded to the step's precision (as Optuna does)."""
+    steps = int((high - low) / step + 1e-9)
+    decimals = max(0, -Decimal(str(step)).as_tuple().exponent, -Decimal(str(low)).as_tuple().exponent)
+    value = round(low + steps * step, decimals)
+    return int(value) if isinstance(high, int) else value
 
 
 def _number(value: Any, path: str) -> float:

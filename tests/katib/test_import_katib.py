@@ -42,6 +42,8 @@ def test_objective_metrics_and_budget_are_carried_over():
     assert batch == {"name": "batch_size", "type": "int", "low": 32, "high": 64, "log": True}
     lr = next(p for p in spec["parameters"] if p["name"] == "lr")
     assert lr["step"] == 0.1
+    momentum = next(p for p in spec["parameters"] if p["name"] == "momentum")
+    assert momentum["high"] == 0.901
 
 
 def test_algorithms_map_to_samplers_with_their_settings():
