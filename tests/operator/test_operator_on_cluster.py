@@ -6,7 +6,6 @@ stand-in trainer (tests/stand_in_trainer.py) except where a test says otherwise.
 """
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import kubernetes
@@ -20,7 +19,6 @@ from tests.operator.operator_harness import (
     apply,
     condition,
     get,
-    install_manifests,
     stand_in_job,
     trials_of,
     wait_finished,
@@ -28,18 +26,6 @@ from tests.operator.operator_harness import (
 )
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture(scope="module")
-def operator_kubeconfig(cluster: Cluster, node_agent: object) -> Path:
-    return install_manifests(cluster)
-
-
-@pytest.fixture
-def operator(operator_kubeconfig: Path, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(operator_kubeconfig, [namespace], tmp_path / "operator.log").start()
-    yield process
-    process.stop()
 
 
 def events_of(cluster: Cluster, namespace: str) -> list[str]:

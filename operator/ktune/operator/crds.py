@@ -127,6 +127,9 @@ def tuningjob_spec_schema() -> Schema:
         ("!has(self.objectives) || self.pruner.name == 'none' || has(self.pruner.metric)",
          "a multi-objective job prunes on one metric: set pruner.metric to one of the objectives, or use "
          "pruner none"),
+        ("!has(self.pruner.metric) || (has(self.objective) ? self.pruner.metric == self.objective.metric "
+         ": self.objectives.exists(o, o.metric == self.pruner.metric))",
+         "pruner.metric must name one of the objectives' metrics"),
         ("self.sampler.name != 'grid' || self.parameters.all(p, p.type != 'float' || has(p.step))",
          "grid sampler needs a step on every float parameter"),
         ("!has(self.objectives) || !(self.sampler.name in " + repr(list(spec.SINGLE_OBJECTIVE_SAMPLERS)) + ")",

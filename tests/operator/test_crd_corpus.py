@@ -1,0 +1,86 @@
+"""The CRD and ktune.spec agree on the shared TuningJob corpus (tests/fixtures/tuningjobs).
+
+Every valid fixture is accepted by the API server. Every invalid one is either refused by the server
+(with a message) or accepted and then marked `Invalid` by the operator with ktune.spec's problem; which
+of the two is pinned below, so a change to the CRD or to the spec that moves a rule shows up here.
+"""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.cluster.controlplane import Cluster
+from tests.operator.operator_harness import OperatorProcess, apply, condition, get, wait_for
+
+pytestmark = pytest.mark.cluster
+
+CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "tuningjobs"
+# Rules the API server cannot check (Optuna's option checks, whole steps, contents of the pod template):
+# these jobs are stored and then marked Invalid by the operator.
+OPERATOR_ONLY = {
+    "20-step-not-whole.yaml",
+    "26-duplicate-choices.yaml",
+    "35-unknown-sampler-option.yaml",
+    "36-seed-in-sampler-options.yaml",
+    "37-sampler-option-wrong-type.yaml",
+    "40-grid-too-large.yaml",
+    "43-percentile-without-percentile.yaml",
+    "44-pruner-option-refused-by-optuna.yaml",
+    "45-pruner-none-with-options.yaml",
+    "57-no-containers.yaml",
+    "58-container-without-command-or-image.yaml",
+    "59-numeric-container-args.yaml",
+}
+
+
+def fixture_in(path: Path, namespace: str) -> tuple[str, str]:
+    """The fixture as YAML placed in `namespace`, and its expected problem substring ('' for valid ones)."""
+    text = path.read_text()
+    first = text.splitlines()[0]
+    expected = first.removeprefix("# error:").strip() if first.startswith("# error:") else ""
+    document = yaml.safe_load(text)
+    if isinstance(document.get("metadata"), dict):
+        document["metadata"]["namespace"] = namespace
+    return yaml.safe_dump(document), expected
+
+
+def dry_run(cluster: Cluster, manifest: str, namespace: str):
+    return cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=manifest, check=False)
+
+
+@pytest.mark.parametrize("path", sorted((CORPUS / "valid").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_valid_fixture_is_accepted_by_the_api_server(cluster: Cluster, operator_kubeconfig: Path,
+                                                          namespace: str, path: Path):
+    manifest, _ = fixture_in(path, namespace)
+    result = dry_run(cluster, manifest, namespace)
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_invalid_fixture_is_refused_by_the_server_or_marked_invalid_by_the_operator(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+):
+    refused, stored = {}, {}
+    for path in sorted((CORPUS / "invalid").glob("*.yaml")):
+        manifest, expected = fixture_in(path, namespace)
+        result = dry_run(cluster, manifest, namespace)
+        if result.returncode != 0:
+            assert "Error from server" in result.stderr or "error:" in result.stderr, result.stderr
+            refused[path.name] = result.stderr.strip()
+        else:
+            stored[path.name] = (yaml.safe_load(manifest), expected)
+    assert set(stored) == OPERATOR_ONLY, f"server refused: {sorted(refused)}"
+    for document, _ in stored.values():
+        apply(cluster, document)
+    for name, (document, expected) in stored.items():
+        job_name = document["metadata"]["name"]
+
+        def marked_invalid(job_name: str = job_name) -> dict | None:
+            job = get(cluster, "tuningjob", namespace, job_name)
+            invalid = condition(job, "Invalid")
+            return invalid if invalid and invalid["status"] == "True" else None
+
+        invalid = wait_for(marked_invalid, 60, f"{name} to be marked Invalid", operator)
+        assert expected in invalid["message"], f"{name}: {invalid['message']}"
+        assert get(cluster, "tuningjob", namespace, job_name)["status"]["phase"] == "Failed"
+    assert get(cluster, "trials", namespace)["items"] == []
