@@ -4,11 +4,11 @@ The operator calls a few methods from its reconcile loop:
 
     telemetry = Telemetry()
     telemetry.serve(9090)
+    cluster = telemetry.counting_api_errors(cluster, ["create_pod", ...])  # counts what its methods raise
     with telemetry.time_reconcile():
-        ...
-        telemetry.observe_job(namespace, name, engine.records, engine.best_trial, objective_metric)
-    telemetry.count_api_error("patch_status")     # where a Kubernetes API call failed
-    telemetry.forget_job(namespace, name)         # when the TuningJob is deleted
+        ...  # one reconcile pass
+    telemetry.observe_job(namespace, name, engine.records, engine.best_trial, objective_metric)
+    telemetry.forget_job(namespace, name)  # when the TuningJob is deleted
 
 Job series are not long-lived label children: each `observe_job` stores an immutable snapshot of
 the job, and a custom collector yields the series of the jobs it currently holds. A job's series
@@ -38,10 +38,10 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -193,6 +193,33 @@ class JobCollector(Collector):
         yield from (trials, running, best, values, params, durations)
 
 
+class ApiErrorCounting:
+    """A proxy whose named methods count the exceptions they raise; everything else passes through."""
+
+    def __init__(self, client: Any, operations: tuple[str, ...], ignored: tuple[type[BaseException], ...],
+                 count: Callable[[str], None]) -> None:
+        self._client = client
+        self._operations = operations
+        self._ignored = ignored
+        self._count = count
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if name not in self._operations:
+            return attribute
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attribute(*args, **kwargs)
+            except self._ignored:
+                raise
+            except Exception:
+                self._count(name)
+                raise
+
+        return counted
+
+
 class Telemetry:
     """The operator's metrics registry and the calls its reconcile loop makes."""
 
@@ -239,6 +266,18 @@ class Telemetry:
     def count_api_error(self, operation: str) -> None:
         """Count one failed Kubernetes API call; `operation` must come from a small fixed set of names."""
         self._api_errors.labels(operation).inc()
+
+    def counting_api_errors(
+        self, client: Any, operations: Iterable[str], ignored: tuple[type[BaseException], ...] = ()
+    ) -> Any:
+        """`client` with each method in `operations` counting the exceptions it raises (except `ignored`).
+
+        The operations' series start at 0, so a dashboard shows "no errors" rather than "no data".
+        """
+        operations = tuple(operations)
+        for operation in operations:
+            self._api_errors.labels(operation)
+        return ApiErrorCounting(client, operations, ignored, self.count_api_error)
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> int:
         """Serve /metrics on `addr`:`port` from a daemon thread; returns the bound port (0 picks one)."""

@@ -164,3 +164,38 @@ def test_metrics_are_served_over_http_on_their_own_port(job_records):
         telemetry.close()
     names = {s.name for family in text_string_to_metric_families(text) for s in family.samples}
     assert {"ktune_trials_total", "ktune_build_info", "process_resident_memory_bytes"} <= names
+
+
+class Conflict(Exception):
+    pass
+
+
+class FlakyClient:
+    """Stands in for the operator's API client: one method fails, one conflicts, one works."""
+
+    timeout = 30
+
+    def create_pod(self, name: str) -> str:
+        raise ConnectionError(f"API server unreachable creating {name}")
+
+    def create_trial(self, name: str) -> str:
+        raise Conflict(name)
+
+    def list_pods(self) -> list[str]:
+        return ["pod-a"]
+
+
+def test_wrapped_api_calls_count_their_errors_by_operation_but_not_ignored_ones():
+    telemetry = Telemetry()
+    client = telemetry.counting_api_errors(FlakyClient(), ["create_pod", "create_trial", "list_pods"],
+                                           ignored=(Conflict,))
+    assert samples(telemetry, "ktune_api_errors_total") == {
+        (("operation", "create_pod"),): 0, (("operation", "create_trial"),): 0, (("operation", "list_pods"),): 0}
+    with pytest.raises(ConnectionError):
+        client.create_pod("p")
+    with pytest.raises(Conflict):
+        client.create_trial("t")
+    assert client.list_pods() == ["pod-a"]
+    assert client.timeout == 30
+    assert samples(telemetry, "ktune_api_errors_total") == {
+        (("operation", "create_pod"),): 1, (("operation", "create_trial"),): 0, (("operation", "list_pods"),): 0}
