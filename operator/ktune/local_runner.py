@@ -7,8 +7,9 @@ trials as it allows. Everything the engine learns is journaled by Optuna in the 
 
 Interruption (Ctrl-C or SIGTERM): every trial process is stopped (SIGTERM, SIGKILL after the grace
 period; a second Ctrl-C kills at once); finished trials stay finished, and trials that were
-running stay RUNNING in the journal. `--resume` reruns those under their same number with the
-same parameters (their intermediate values start over) and never reruns a finished trial.
+running stay RUNNING in the journal. `--resume` rebuilds the engine from the journal, reruns
+those under their same number with the same parameters (steps they had already reported keep
+their first values) and never reruns a finished trial.
 """
 
 import json
@@ -115,14 +116,14 @@ class LocalRunner:
     def run(self) -> RunOutcome:
         state = self.directory.open(self.job, resume=self.options.resume)
         self._attempt_counts = dict(state.attempts)
-        self.engine = Engine(
-            self.spec, state.records, storage=state.storage, study_name=self.job.name, started_at=state.started_at
-        )
+        self.engine = Engine(self.spec, storage=state.storage, study_name=self.job.name, started_at=state.started_at)
         decision: FinishDecision | None = None
         with self._interruptible():
             try:
                 for record in self.engine.records:
                     if record.state == TrialState.RUNNING:
+                        # Interrupted, not failed: the rerun does not use up one of its retries.
+                        self._attempt_counts[record.number] = self._attempt_counts.get(record.number, 1) - 1
                         self._launch(record, resumed=True)
                 decision = self._loop()
             finally:
@@ -323,9 +324,8 @@ class LocalRunner:
         return f"{self.spec.objective_metrics[0]}={_short(best.values[0])} (trial {best.number})"
 
     def _save_state(self) -> None:
-        records = self.engine.records
-        self.directory.save(records, self._attempt_counts)
-        write_trials_csv(self.directory.path / TRIALS_CSV, self.spec, records, self._attempt_counts)
+        self.directory.save(self._attempt_counts)
+        write_trials_csv(self.directory.path / TRIALS_CSV, self.spec, self.engine.records, self._attempt_counts)
 
     def _finish(self, decision: FinishDecision | None, wall: float) -> RunOutcome:
         self.progress.close()

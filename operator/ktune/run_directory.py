@@ -1,14 +1,13 @@
-"""A local run's directory: its state file, its Optuna journal, and a folder per trial.
+"""A local run's directory: its Optuna journal, a small state file, and a folder per trial.
 
-`run.json` is the run's source of truth: the job's spec when it started, the start time, every
-trial record (the engine's `TrialRecord.to_dict()`) and how many attempts each trial took. It is
-rewritten atomically after every change, so a crash never loses a finished trial.
-`optuna-journal.log` is the Optuna study the engine keeps (optuna-dashboard and the plots read it).
-A resume rebuilds it from the records: the engine replays them into a fresh journal, so a trial
-the previous run asked for but never recorded cannot linger in it.
+`optuna-journal.log` is the run's source of truth: the engine keeps its study there, every trial
+with its parameters, state, intermediate values and (as a user attribute) ktune's record of it.
+Optuna appends to it as things happen, so a crash loses nothing that was decided; `--resume`
+hands it back to the engine, which rebuilds every trial record from it. optuna-dashboard opens it.
+`run.json` holds what is not the study's: the job's spec when the run started (a resume refuses a
+changed spec), the start time (for activeDeadlineSeconds) and the attempts each trial took.
 """
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from typing import Any
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from ktune.engine import TrialRecord, TrialState
 from ktune.results import write_json_atomically
 from ktune.spec import TuningJob
 
@@ -33,9 +31,8 @@ class RunDirectoryError(ValueError):
 
 @dataclass(frozen=True)
 class RunState:
-    """What a run starts from: records to rebuild the engine with, the study's storage, the start time."""
+    """What a run starts from: the study's storage (empty, or the journal to resume), attempts, start time."""
 
-    records: list[TrialRecord]
     attempts: dict[int, int]
     storage: JournalStorage
     started_at: float
@@ -67,17 +64,16 @@ class RunDirectory:
         self.path.mkdir(parents=True, exist_ok=True)
         self.journal_path.unlink(missing_ok=True)
         self._header = {"tuningjob": job.name, "startedAt": self.started_at, "spec": job.manifest.get("spec")}
-        self._write([], {})
-        return RunState([], {}, self._storage(), self.started_at)
+        self.save({})
+        return RunState({}, self._storage(), self.started_at)
 
     def _load(self, job: TuningJob, state_file: Path) -> RunState:
-        if not state_file.exists():
+        if not state_file.exists() or not self.journal_path.exists():
             raise RunDirectoryError(
-                f"nothing to resume in {self.path} (no {RUN_JSON}): start the run without --resume"
+                f"nothing to resume in {self.path} (no {RUN_JSON} and {JOURNAL}): start the run without --resume"
             )
         try:
             saved = json.loads(state_file.read_text())
-            records = [TrialRecord.from_dict(item) for item in saved["trials"]]
             attempts = {int(number): count for number, count in saved.get("attempts", {}).items()}
             started_at = float(saved["startedAt"])
         except (ValueError, KeyError, TypeError) as error:
@@ -90,27 +86,14 @@ class RunDirectory:
                 f"{self.path} holds a run of a different job ({what} changed; only spec.budget may change "
                 "between runs): start a new run with --output DIR"
             )
-        # Trials interrupted while running are rerun from scratch: their old intermediate values go,
-        # and the interrupted attempt does not use up one of their retries.
-        interrupted = {record.number for record in records if record.state == TrialState.RUNNING}
-        records = [
-            dataclasses.replace(record, intermediate={}) if record.number in interrupted else record
-            for record in records
-        ]
-        attempts = {number: count - (number in interrupted) for number, count in attempts.items()}
         self.started_at = started_at
         self._header = {"tuningjob": job.name, "startedAt": started_at, "spec": job.manifest.get("spec")}
-        self.journal_path.unlink(missing_ok=True)
-        return RunState(records, attempts, self._storage(), started_at)
+        return RunState(attempts, self._storage(), started_at)
 
-    def save(self, records: list[TrialRecord], attempts: dict[int, int]) -> None:
-        """Persist every trial record and attempt count (atomically)."""
-        self._write([record.to_dict() for record in records], attempts)
-
-    def _write(self, trials: list[dict[str, Any]], attempts: dict[int, int]) -> None:
+    def save(self, attempts: dict[int, int]) -> None:
+        """Persist the attempt counts (atomically) next to the header."""
         write_json_atomically(
-            self.path / RUN_JSON,
-            {**self._header, "attempts": {str(n): c for n, c in sorted(attempts.items())}, "trials": trials},
+            self.path / RUN_JSON, {**self._header, "attempts": {str(n): c for n, c in sorted(attempts.items())}}
         )
 
     def _storage(self) -> JournalStorage:
