@@ -41,16 +41,21 @@ def install_manifests(cluster: Cluster) -> Path:
 class OperatorProcess:
     """`ktune operator` as a subprocess (so that a test can SIGKILL it), logging to a file."""
 
-    def __init__(self, kubeconfig: Path, namespaces: list[str], log_path: Path) -> None:
+    def __init__(self, kubeconfig: Path, namespaces: list[str], log_path: Path, extra_args: tuple[str, ...] = (),
+                 extra_env: dict[str, str] | None = None) -> None:
         self.kubeconfig = kubeconfig
         self.namespaces = namespaces
         self.log_path = log_path
+        self.extra_args = extra_args
+        self.extra_env = extra_env or {}
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "OperatorProcess":
-        argv = [str(KTUNE), "operator", *[arg for ns in self.namespaces for arg in ("--namespace", ns)]]
+        argv = [str(KTUNE), "operator", *[arg for ns in self.namespaces for arg in ("--namespace", ns)],
+                *self.extra_args]
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1",
-               "KTUNE_OPERATOR_RECONCILE_INTERVAL_SECONDS": "0.5", "KTUNE_OPERATOR_SCRAPE_TIMEOUT_SECONDS": "1"}
+               "KTUNE_OPERATOR_RECONCILE_INTERVAL_SECONDS": "0.5", "KTUNE_OPERATOR_SCRAPE_TIMEOUT_SECONDS": "1",
+               **self.extra_env}
         with self.log_path.open("a") as log:
             log.write(f"--- starting {' '.join(argv)}\n")
             log.flush()

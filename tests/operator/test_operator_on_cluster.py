@@ -217,6 +217,39 @@ def test_jobs_in_two_namespaces_run_at_once(
         cluster.kubectl("delete", "namespace", other, "--wait=false")
 
 
+def test_only_the_lease_holder_acts_and_a_standby_takes_over_when_it_dies(
+    cluster: Cluster, namespace: str, operator_kubeconfig: Path, tmp_path: Path
+):
+    election = ("--leader-election", "ktune-system")
+    fast_lease = {"KTUNE_OPERATOR_LEASE_DURATION_SECONDS": "3"}
+    leader = OperatorProcess(operator_kubeconfig, [namespace], tmp_path / "leader.log", election, fast_lease)
+    standby = OperatorProcess(operator_kubeconfig, [namespace], tmp_path / "standby.log", election, fast_lease)
+    try:
+        leader.start()
+        wait_for(lambda: "leading as" in leader.log(), 60, "the first operator to lead", leader)
+        standby.start()
+        apply(cluster, stand_in_job("elected", namespace, budget={"maxTrials": 4, "parallelism": 1},
+                                    args=["--steps", "3", "--step-seconds", "0.4"]))
+
+        def one_done() -> bool:
+            states = [t.get("status", {}).get("state") for t in trials_of(cluster, namespace, "elected").values()]
+            return "Succeeded" in states
+
+        wait_for(one_done, 60, "a trial to succeed under the first leader", leader)
+        assert "waiting to lead" in standby.log()
+        assert "rebuilt the study" not in standby.log()
+        leader.kill()
+        finished = wait_finished(cluster, namespace, "elected", 120, standby)
+        assert "leading as" in standby.log()
+        assert finished["status"]["phase"] == "Succeeded"
+        assert sorted(trials_of(cluster, namespace, "elected")) == [0, 1, 2, 3]
+        lease = get(cluster, "lease", "ktune-system", "ktune-operator")
+        assert lease["spec"]["holderIdentity"].endswith(f"-{standby.process.pid}")
+    finally:
+        leader.stop()
+        standby.stop()
+
+
 def test_deleting_a_tuningjob_removes_its_trials_and_pods(cluster: Cluster, namespace: str,
                                                           operator: OperatorProcess):
     apply(cluster, stand_in_job("doomed", namespace, budget={"maxTrials": 4, "parallelism": 2},

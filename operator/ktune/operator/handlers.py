@@ -5,6 +5,8 @@ job goes away) and removes it once the job has finished; children go with ownerR
 """
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,11 +16,13 @@ import kopf
 
 from ktune import contract
 from ktune.operator.cluster import KubeCluster
+from ktune.operator.election import LeaseElection, exit_on_lost_lease
 from ktune.operator.reconcile import JobReconciler
 from ktune.operator.settings import OperatorSettings
 from ktune.operator.status import TERMINAL_PHASES
 
 FINALIZER = f"{contract.API_GROUP}/operator"
+LEASE_NAME = "ktune-operator"
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,7 @@ class RunOptions:
     all_namespaces: bool = False
     peering: str | None = None
     liveness: str | None = None
+    leader_election_namespace: str | None = None  # None: no election (run one replica)
 
 
 def needs_reconciling(body: Mapping[str, Any], **_: Any) -> bool:
@@ -58,7 +63,7 @@ def build_registry(settings: OperatorSettings, cluster: KubeCluster) -> kopf.Ope
     @kopf.timer(
         contract.API_GROUP, contract.API_VERSION, contract.TUNINGJOB_PLURAL,
         interval=settings.reconcile_interval_seconds, backoff=settings.reconcile_interval_seconds,
-        when=needs_reconciling, registry=registry,
+        id="reconcile", when=needs_reconciling, registry=registry,
     )
     def reconcile_tuningjob(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         reconciler = memo.get("reconciler")
@@ -86,6 +91,11 @@ def run_operator(options: RunOptions, settings: OperatorSettings) -> None:
     """Run until interrupted (SIGINT/SIGTERM stop it gracefully)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cluster = KubeCluster.from_environment(pool_size=settings.max_workers)
+    if options.leader_election_namespace is not None:
+        election = LeaseElection(cluster, options.leader_election_namespace, LEASE_NAME,
+                                 f"{socket.gethostname()}-{os.getpid()}", settings.lease_duration_seconds)
+        election.acquire()
+        election.keep(on_lost=exit_on_lost_lease)
     kopf.run(
         registry=build_registry(settings, cluster),
         clusterwide=options.all_namespaces,

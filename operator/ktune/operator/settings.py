@@ -29,6 +29,9 @@ class OperatorSettings:
     pareto_front_kept: int = 10
     """At most this many Pareto-optimal trials are listed in a multi-objective TuningJob's status."""
 
+    lease_duration_seconds: float = 15.0
+    """With leader election: a standby takes over this long after the leader's last renewal."""
+
     max_workers: int = 32
     """Threads for reconcile passes: how many TuningJobs can be reconciled at the same moment."""
 

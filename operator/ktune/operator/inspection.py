@@ -1,0 +1,117 @@
+"""`ktune status` and `ktune export`: a TuningJob's trials read back from the cluster.
+
+Both read the Trial objects (the durable record) and the job's spec; neither needs the operator.
+"""
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from ktune.engine import TrialRecord, TrialState, parameter_distribution
+from ktune.operator.cluster import JOBS, ApiError, KubeCluster
+from ktune.operator.trials import record_from_trial
+from ktune.spec import JobSpec, SpecError, load_tuningjob
+
+OPTUNA_STATES = {
+    TrialState.SUCCEEDED: optuna.trial.TrialState.COMPLETE,
+    TrialState.PRUNED: optuna.trial.TrialState.PRUNED,
+    TrialState.FAILED: optuna.trial.TrialState.FAIL,
+}
+
+
+class InspectionError(Exception):
+    """The job cannot be read (missing, forbidden, invalid): the message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class ClusterStudy:
+    """One TuningJob as the cluster holds it: its object, its spec and its trials in number order."""
+
+    job: dict[str, Any]
+    spec: JobSpec
+    records: list[TrialRecord]
+
+
+def read_study(cluster: KubeCluster, namespace: str, name: str) -> ClusterStudy:
+    """The job and its trials, or InspectionError naming what went wrong."""
+    try:
+        job = cluster.request("GET", f"{JOBS.format(ns=namespace)}/{name}")
+        trials = cluster.list_trials(namespace, name)
+    except ApiError as error:
+        if error.status == 404:
+            raise InspectionError(f"TuningJob {namespace}/{name} not found (check the name and -n NAMESPACE)") from None
+        raise InspectionError(f"cannot read TuningJob {namespace}/{name}: {error}") from None
+    try:
+        spec = load_tuningjob({key: job[key] for key in ("apiVersion", "kind", "metadata", "spec")}).spec
+    except SpecError as error:
+        raise InspectionError(f"TuningJob {namespace}/{name} is invalid:\n{error}") from None
+    records = sorted((record_from_trial(trial) for trial in trials), key=lambda record: record.number)
+    return ClusterStudy(job=job, spec=spec, records=records)
+
+
+def trials_table(spec: JobSpec, records: Sequence[TrialRecord]) -> str:
+    """One row per trial: number, state, objective values, params, reason."""
+    objectives = [objective.metric for objective in spec.objectives]
+    header = ["TRIAL", "STATE", *[name.upper() for name in objectives], "PARAMS", "REASON"]
+    rows = [header]
+    for record in records:
+        values = record.values or []
+        rows.append([
+            str(record.number),
+            str(record.state),
+            *[_number(values[i]) if i < len(values) else "" for i in range(len(objectives))],
+            json.dumps(record.params, sort_keys=True),
+            record.reason or "",
+        ])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+                     for row in rows)
+
+
+def status_report(study: ClusterStudy) -> str:
+    """`ktune status`: the job's phase and message, then the trials table."""
+    status = study.job.get("status") or {}
+    metadata = study.job["metadata"]
+    lines = [
+        f"TuningJob {metadata['namespace']}/{metadata['name']}: {status.get('phase', 'Pending')}"
+        + (f" ({status['trials']} trials)" if status.get("trials") else ""),
+    ]
+    if status.get("message"):
+        lines.append(status["message"])
+    best = status.get("bestTrial")
+    if best:
+        lines.append(f"Best: {best.get('name')} value={_number(best.get('value'))} "
+                     f"params={json.dumps(best.get('params'), sort_keys=True)}")
+    lines.append("")
+    lines.append(trials_table(study.spec, study.records))
+    return "\n".join(lines)
+
+
+def export_study(study: ClusterStudy, storage: str, study_name: str) -> int:
+    """Write the finished trials into a new Optuna study in `storage`; returns how many were written."""
+    directions = [objective.direction for objective in study.spec.objectives]
+    target = optuna.create_study(storage=storage, study_name=study_name, directions=directions)
+    distributions = {parameter.name: parameter_distribution(parameter) for parameter in study.spec.parameters}
+    written = 0
+    for record in study.records:
+        if record.state not in OPTUNA_STATES:
+            continue
+        complete = record.state == TrialState.SUCCEEDED
+        target.add_trial(optuna.trial.create_trial(
+            state=OPTUNA_STATES[record.state],
+            values=list(record.values) if complete and record.values else None,
+            params=dict(record.params),
+            distributions={name: distributions[name] for name in record.params if name in distributions},
+            intermediate_values=dict(record.intermediate),
+            user_attrs={"ktune_trial": record.number, "metrics": dict(record.metrics),
+                        **({"reason": record.reason} if record.reason else {})},
+        ))
+        written += 1
+    return written
+
+
+def _number(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, int | float) else ""
