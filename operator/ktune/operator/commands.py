@@ -24,13 +24,16 @@ def add_operator_command(subcommands: argparse._SubParsersAction) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("-n", "--namespace", action="append", default=[], metavar="NAMESPACE",
                        help="watch TuningJobs in this namespace (repeat for several)")
-    where.add_argument("-A", "--all-namespaces", action="store_true", help="watch TuningJobs in every namespace")
+    where.add_argument("-A", "--all-namespaces", action="store_true",
+                       help="watch TuningJobs in every namespace (the default without --namespace)")
     parser.add_argument("--peering", metavar="NAME",
                         help="coordinate with other operators through kopf's peering object NAME (needs kopf's "
                              "peering CRDs); default: standalone, run one replica")
     parser.add_argument("--leader-election", metavar="NAMESPACE", nargs="?", const="", default=None,
                         help="act only while holding the Lease ktune-operator in NAMESPACE (default: $POD_NAMESPACE "
                              "or ktune-system), so that several replicas can run with one active")
+    parser.add_argument("--metrics-port", type=int, metavar="PORT",
+                        help="serve the operator's Prometheus metrics (ktune_*) on this port")
     parser.add_argument("--liveness", metavar="URL",
                         help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     parser.set_defaults(handler=run_operator_command)
@@ -39,9 +42,6 @@ def add_operator_command(subcommands: argparse._SubParsersAction) -> None:
 def run_operator_command(args: argparse.Namespace) -> int:
     from ktune.operator.handlers import RunOptions, run_operator
 
-    if not args.namespace and not args.all_namespaces:
-        print("ktune operator: give --namespace NAMESPACE (repeatable) or --all-namespaces", file=sys.stderr)
-        return EXIT_BAD_INPUT
     try:
         settings = OperatorSettings.from_env()
     except ValueError as error:
@@ -50,8 +50,9 @@ def run_operator_command(args: argparse.Namespace) -> int:
     election = args.leader_election
     if election == "":
         election = os.environ.get("POD_NAMESPACE") or "ktune-system"
-    run_operator(RunOptions(namespaces=args.namespace, all_namespaces=args.all_namespaces, peering=args.peering,
-                            liveness=args.liveness, leader_election_namespace=election), settings)
+    run_operator(RunOptions(namespaces=args.namespace, all_namespaces=not args.namespace, peering=args.peering,
+                            liveness=args.liveness, leader_election_namespace=election,
+                            metrics_port=args.metrics_port), settings)
     return EXIT_OK
 
 

@@ -15,14 +15,18 @@ from typing import Any
 import kopf
 
 from ktune import contract
-from ktune.operator.cluster import KubeCluster
+from ktune.operator.cluster import AlreadyExists, Cluster, KubeCluster
 from ktune.operator.election import LeaseElection, exit_on_lost_lease
 from ktune.operator.reconcile import JobReconciler
 from ktune.operator.settings import OperatorSettings
 from ktune.operator.status import TERMINAL_PHASES
+from ktune.telemetry import Telemetry
 
 FINALIZER = f"{contract.API_GROUP}/operator"
 LEASE_NAME = "ktune-operator"
+# The Cluster calls whose failures ktune_api_errors_total counts.
+API_OPERATIONS = ("list_trials", "create_trial", "patch_trial_status", "list_pods", "create_pod", "delete_pod",
+                  "patch_job_status", "patch_job_annotations", "emit_event")
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class RunOptions:
     peering: str | None = None
     liveness: str | None = None
     leader_election_namespace: str | None = None  # None: no election (run one replica)
+    metrics_port: int | None = None  # the operator's own Prometheus metrics (ktune.telemetry)
 
 
 def needs_reconciling(body: Mapping[str, Any], **_: Any) -> bool:
@@ -43,7 +48,7 @@ def needs_reconciling(body: Mapping[str, Any], **_: Any) -> bool:
     return not finished or status.get("observedGeneration") != body["metadata"].get("generation")
 
 
-def build_registry(settings: OperatorSettings, cluster: KubeCluster) -> kopf.OperatorRegistry:
+def build_registry(settings: OperatorSettings, cluster: Cluster, telemetry: Telemetry) -> kopf.OperatorRegistry:
     """The operator's handlers, bound to `settings` and one API client shared by all jobs."""
     registry = kopf.OperatorRegistry()
 
@@ -69,7 +74,18 @@ def build_registry(settings: OperatorSettings, cluster: KubeCluster) -> kopf.Ope
         reconciler = memo.get("reconciler")
         if reconciler is None:
             reconciler = memo["reconciler"] = JobReconciler(cluster, operator_settings)
-        reconciler.reconcile(plain(body), time.time())
+        with telemetry.time_reconcile():
+            reconciler.reconcile(plain(body), time.time())
+        state = reconciler.state
+        if state is not None:
+            objective = None if state.job.spec.multi_objective else state.job.spec.objectives[0].metric
+            telemetry.observe_job(body["metadata"]["namespace"], body["metadata"]["name"], state.engine.records,
+                                  state.engine.best_trial, objective)
+
+    @kopf.on.event(contract.API_GROUP, contract.API_VERSION, contract.TUNINGJOB_PLURAL, registry=registry)
+    def forget_deleted(type: str, body: kopf.Body, **_: Any) -> None:
+        if type == "DELETED":
+            telemetry.forget_job(body["metadata"]["namespace"], body["metadata"]["name"])
 
     return registry
 
@@ -90,14 +106,18 @@ def _plain(value: Any) -> Any:
 def run_operator(options: RunOptions, settings: OperatorSettings) -> None:
     """Run until interrupted (SIGINT/SIGTERM stop it gracefully)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cluster = KubeCluster.from_environment(pool_size=settings.max_workers)
+    telemetry = Telemetry()
+    if options.metrics_port is not None:
+        telemetry.serve(options.metrics_port)
+    kube = KubeCluster.from_environment(pool_size=settings.max_workers)
+    cluster = telemetry.counting_api_errors(kube, API_OPERATIONS, ignored=(AlreadyExists,))
     if options.leader_election_namespace is not None:
-        election = LeaseElection(cluster, options.leader_election_namespace, LEASE_NAME,
+        election = LeaseElection(kube, options.leader_election_namespace, LEASE_NAME,
                                  f"{socket.gethostname()}-{os.getpid()}", settings.lease_duration_seconds)
         election.acquire()
         election.keep(on_lost=exit_on_lost_lease)
     kopf.run(
-        registry=build_registry(settings, cluster),
+        registry=build_registry(settings, cluster, telemetry),
         clusterwide=options.all_namespaces,
         namespaces=list(options.namespaces),
         standalone=options.peering is None,
