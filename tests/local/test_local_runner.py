@@ -184,3 +184,13 @@ def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_pat
         process.wait(timeout=0.1)
     assert process.exit_code() == -9
     process.close()
+
+
+def test_the_journal_opens_in_optuna_dashboard_with_every_trial(tmp_path: Path):
+    from optuna_dashboard._storage_url import get_storage  # what `optuna-dashboard FILE` calls
+
+    run_locally(stand_in_job(max_trials=2), tmp_path / "run")
+    storage = get_storage(str(tmp_path / "run" / "optuna-journal.log"))
+    (study,) = storage.get_all_studies()
+    assert study.study_name == "stand-in"
+    assert len(storage.get_all_trials(study._study_id)) == 2
