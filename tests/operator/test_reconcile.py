@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from ktune import metrics
+from ktune.operator.cluster import ApiError
 from ktune.operator.reconcile import ACCEPTED_SPEC_ANNOTATION, JobReconciler
 from ktune.operator.settings import OperatorSettings
 from tests.operator.fake_cluster import FakeCluster
@@ -173,3 +174,29 @@ def test_a_pod_stuck_pulling_its_image_fails_its_trial_after_the_timeout(reason:
     harness.tick(now=1_767_225_600.0 + OperatorSettings().image_pull_timeout_seconds + 1)
     assert harness.cluster.trials["job-0"]["status"]["reason"] == reason
     assert "job-0-1" in harness.cluster.deleted_pods
+
+
+def test_a_lagging_job_body_does_not_announce_the_finish_twice():
+    harness = Harness(job_body(max_trials=1, parallelism=1))
+    harness.tick()
+    stale = json.loads(json.dumps(harness.body))
+    harness.cluster.finish_pod("job-0-1", json.dumps({"score": 0.5}))
+    harness.reconciler.reconcile(stale, NOW)
+    harness.reconciler.reconcile(stale, NOW + 1)  # the watch has not delivered the new status yet
+    assert [reason for _, reason, _ in harness.cluster.events].count("TuningJobSucceeded") == 1
+    assert harness.cluster.job_status["completionTime"] == harness.cluster.job_status["startTime"]
+
+
+def test_a_pod_the_api_server_refuses_fails_its_trial_without_retries():
+    harness = Harness(job_body(max_trials=1, parallelism=1, retries=3))
+
+    def refuse(namespace: str, pod: dict) -> dict:
+        raise ApiError(422, 'Pod "job-0-1" is invalid: spec.containers[0].image: Required value')
+
+    harness.cluster.create_pod = refuse
+    harness.tick()
+    status = harness.tick()
+    trial = harness.cluster.trials["job-0"]["status"]
+    assert (trial["state"], trial["reason"]) == ("Failed", "PodRejected")
+    assert "spec.containers[0].image" in trial["message"]
+    assert status["phase"] == "Failed"

@@ -18,7 +18,7 @@ from typing import Any
 from ktune import contract, metrics
 from ktune.engine import JOB_STOPPED, Engine, FinishDecision, TrialRecord, TrialState
 from ktune.operator import status as st
-from ktune.operator.cluster import AlreadyExists, Cluster
+from ktune.operator.cluster import AlreadyExists, ApiError, Cluster
 from ktune.operator.pods import pod_attempt, trial_name, trial_pod_manifest, trial_pod_name
 from ktune.operator.settings import OperatorSettings
 from ktune.operator.trials import epoch, record_from_trial, rfc3339, trial_attempts, trial_manifest, trial_status
@@ -84,6 +84,9 @@ class JobReconciler:
             raise
 
     def _reconcile(self, body: dict[str, Any], now: float) -> None:
+        # This process is the status's only writer: its last write is newer than a body that lags behind.
+        if self.written_status is not None:
+            body["status"] = copy.deepcopy(self.written_status)
         previous = body.get("status") or {}
         job, refused = self._accepted_job(body, now)
         if job is None:
@@ -193,7 +196,7 @@ class JobReconciler:
     ) -> None:
         live = state.live[number]
         if live.attempts == 0:
-            self._start_attempt(body, state, number, 1)
+            self._start_attempt(body, state, number, 1, now)
             return
         pod = pods.get(trial_pod_name(state.job.name, number, live.attempts))
         if pod is None:
@@ -215,7 +218,7 @@ class JobReconciler:
                 self.cluster.delete_pod(_namespace(body), pod["metadata"]["name"])
                 self._attempt_failed(body, state, number, *stuck, now)
 
-    def _start_attempt(self, body: dict[str, Any], state: JobState, number: int, attempt: int) -> None:
+    def _start_attempt(self, body: dict[str, Any], state: JobState, number: int, attempt: int, now: float) -> None:
         live = state.live[number]
         record = state.engine.record(number)
         trial = state.job.spec.trial
@@ -225,6 +228,12 @@ class JobReconciler:
             self.cluster.create_pod(_namespace(body), pod)
         except AlreadyExists:
             log.info("%s: pod %s exists already", state.job.name, pod["metadata"]["name"])
+        except ApiError as error:
+            if error.status != 422:
+                raise
+            # The API server refuses the pod itself (a bad template): no retry can help.
+            self._finish_trial(body, state, state.engine.tell_failed(number, "PodRejected", str(error), now=now))
+            return
         live.attempts = attempt
         self._write_trial(body, state, number)
 
@@ -250,7 +259,7 @@ class JobReconciler:
                 f"{trial_name(state.job.name, number)} attempt {live.attempts} failed ({reason}); "
                 f"starting attempt {live.attempts + 1}",
             )
-            self._start_attempt(body, state, number, live.attempts + 1)
+            self._start_attempt(body, state, number, live.attempts + 1, now)
             return
         record = state.engine.tell_failed(number, reason, message, now=now)
         self._finish_trial(body, state, record)
@@ -343,7 +352,7 @@ class JobReconciler:
                 f"{trial_name(state.job.name, record.number)} started with "
                 f"{json.dumps(record.params, sort_keys=True)}",
             )
-            self._start_attempt(body, state, record.number, 1)
+            self._start_attempt(body, state, record.number, 1, now)
 
     def _stop_running(
         self, body: dict[str, Any], state: JobState, pods: dict[str, dict[str, Any]], decision: FinishDecision,
