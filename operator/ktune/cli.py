@@ -75,6 +75,9 @@ def run_job(args: argparse.Namespace) -> int:
         return _print_problems(args.file, error.problems)
     except RunDirectoryError as error:
         return _print_problems(options.output_dir, [str(error)])
+    except KeyboardInterrupt:  # a Ctrl-C after the trials were stopped, while results were being written
+        print(f"\nInterrupted while writing results; trials.csv and the journal in {options.output_dir} are kept.")
+        return EXIT_INTERRUPTED
     print()
     print(outcome.summary)
     for note in outcome.plot_notes:

@@ -104,8 +104,16 @@ def free_port(host: str = LOCAL_METRICS_HOST) -> int:
 
 
 def trial_variables(container: LocalContainer, contract_vars: Mapping[str, str]) -> dict[str, str]:
-    """The container's environment as Kubernetes resolves it: contract variables, then `env` in order."""
-    return expand_env(container.env, base=contract_vars)
+    """The container's environment as Kubernetes resolves it: contract variables, then `env` in order.
+
+    The local metrics address and result path are the runner's, whatever `env` says: a manifest
+    written for a cluster may pin KTUNE_METRICS_PORT, which would make parallel local trials collide.
+    """
+    resolved = expand_env(container.env, base=contract_vars)
+    for name in (contract.ENV_METRICS_HOST, contract.ENV_METRICS_PORT, contract.ENV_RESULT_PATH):
+        if name in contract_vars:
+            resolved[name] = contract_vars[name]
+    return resolved
 
 
 def trial_argv(container: LocalContainer, variables: Mapping[str, str]) -> list[str]:
