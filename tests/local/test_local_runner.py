@@ -194,3 +194,19 @@ def test_the_journal_opens_in_optuna_dashboard_with_every_trial(tmp_path: Path):
     (study,) = storage.get_all_studies()
     assert study.study_name == "stand-in"
     assert len(storage.get_all_trials(study._study_id)) == 2
+
+
+def test_a_multi_objective_job_reports_its_pareto_front(tmp_path: Path):
+    manifest = stand_in_manifest(max_trials=3, parallelism=2, sampler={"name": "nsga2", "seed": 2},
+                                 pruner={"name": "median", "metric": "score"})
+    manifest["spec"].pop("objective")
+    manifest["spec"]["objectives"] = [{"metric": "score", "direction": "maximize"},
+                                      {"metric": "test_score", "direction": "minimize"}]
+    outcome = run_locally(load_job(manifest), tmp_path / "run")
+    assert outcome.counts["succeeded"] == 3
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    # test_score = score - 0.01: maximizing one while minimizing the other puts every trial on the front.
+    assert sorted(trial["number"] for trial in best["paretoFront"]) == [0, 1, 2]
+    assert set(best["paretoFront"][0]["values"]) == {"score", "test_score"}
+    assert outcome.summary.count("Pareto-optimal trial") == 3
+    assert (tmp_path / "run" / "plots" / "pareto_front.png").exists()
