@@ -35,18 +35,27 @@ app.kubernetes.io/component: operator
 {{- end }}
 
 {{/*
-The recommended labels on everything the chart creates. managed-by is Helm here; what the operator
-itself creates carries app.kubernetes.io/managed-by=ktune instead.
+The recommended labels on everything the chart creates, except the component (see ktune.labels).
+managed-by is Helm here; what the operator itself creates carries app.kubernetes.io/managed-by=ktune.
 */}}
-{{- define "ktune.labels" -}}
+{{- define "ktune.commonLabels" -}}
 helm.sh/chart: {{ include "ktune.chart" . }}
-{{ include "ktune.selectorLabels" . }}
+app.kubernetes.io/name: {{ include "ktune.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/part-of: ktune
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- with .Values.commonLabels }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+
+{{/*
+The labels of the operator's objects: the common labels with component "operator".
+*/}}
+{{- define "ktune.labels" -}}
+{{ include "ktune.commonLabels" . }}
+app.kubernetes.io/component: operator
 {{- end }}
 
 {{- define "ktune.serviceAccountName" -}}

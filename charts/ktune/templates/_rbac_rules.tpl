@@ -1,27 +1,31 @@
 {{/*
-The operator's permissions, split by scope. tests/chart checks that together they grant the same
-rules as manifests/' ClusterRole, the operator's one source of RBAC truth.
+The operator's permissions: in the namespaces it watches, and on its Lease for leader election. The same
+rules as manifests/operator.yaml's ClusterRole and leader-election Role (the operator's own RBAC, proven on
+a real API server by tests/operator); tests/chart keeps them equal.
 */}}
-{{- define "ktune.namespacedRules" -}}
+{{- define "ktune.rbacRules" -}}
 - apiGroups: [ktune.dev]
-  resources: [tuningjobs, trials]
-  verbs: [get, list, watch, create, update, patch, delete]
+  resources: [tuningjobs]
+  verbs: [get, list, watch, patch]
 - apiGroups: [ktune.dev]
   resources: [tuningjobs/status, trials/status]
-  verbs: [get, update, patch]
+  verbs: [patch]
+- apiGroups: [ktune.dev]
+  resources: [trials]
+  verbs: [list, create]
+- apiGroups: [ktune.dev]
+  resources: [tuningjobs/finalizers, trials/finalizers]
+  verbs: [update]
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch, create, delete]
-- apiGroups: ["", events.k8s.io]
+  verbs: [list, create, delete]
+- apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 {{- end }}
 
-{{- define "ktune.clusterRules" -}}
-- apiGroups: [apiextensions.k8s.io]
-  resources: [customresourcedefinitions]
-  verbs: [get, list, watch]
-- apiGroups: [""]
-  resources: [namespaces]
-  verbs: [get, list, watch]
+{{- define "ktune.leaderElectionRules" -}}
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [get, create, update]
 {{- end }}

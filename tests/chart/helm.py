@@ -1,0 +1,48 @@
+"""Running the pinned helm (built by tests/cluster/build-testenv) on the chart, without a cluster."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.cluster.controlplane import binary_dir
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "ktune"
+NON_DEFAULT_VALUES = Path(__file__).resolve().parent / "values-non-default.yaml"
+RELEASE = "ktune"
+
+
+def helm_path() -> str:
+    """The pinned helm; on an existing cluster (KTUNE_TEST_KUBECONFIG) the one on PATH."""
+    if os.environ.get("KTUNE_TEST_KUBECONFIG"):
+        found = shutil.which("helm")
+        assert found, "KTUNE_TEST_KUBECONFIG is set but there is no helm on PATH"
+        return found
+    return str(binary_dir() / "helm")
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([helm_path(), *args], capture_output=True, text=True, timeout=120, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} exited {result.returncode}:\n{result.stderr}{result.stdout}")
+    return result
+
+
+def render(*args: str, namespace: str = "ktune-system") -> list[dict[str, Any]]:
+    """`helm template` of the chart (hooks and tests included, CRDs not), as objects."""
+    text = helm("template", RELEASE, str(CHART), "--namespace", namespace, *args).stdout
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def one(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+def kinds(objects: list[dict[str, Any]]) -> list[str]:
+    return sorted(o["kind"] for o in objects)

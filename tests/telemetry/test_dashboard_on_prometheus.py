@@ -1,0 +1,141 @@
+"""Every Grafana dashboard panel returns data from a real Prometheus scraping a real operator run.
+
+On the test control plane: `ktune operator --metrics-port` runs a small TuningJob of stand-in trials
+(pods run by the test node agent on 127.0.x.y addresses); Prometheus scrapes the operator and, like the
+chart's PodMonitor, each running trial pod. Then each panel's PromQL, with the template variables
+substituted as Grafana would, is run against Prometheus' HTTP API.
+"""
+
+import json
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cluster.controlplane import Cluster, free_port
+from tests.operator.operator_harness import KTUNE, ROOT, apply, install_manifests, stand_in_job, wait_finished
+from tests.telemetry.prometheus_server import (
+    RATE_INTERVAL,
+    PrometheusServer,
+    TrialPodTargets,
+    finite_values,
+)
+
+pytestmark = pytest.mark.cluster
+
+DASHBOARD = ROOT / "charts" / "ktune" / "dashboards" / "ktune.json"
+OPERATOR_JOB = "ktune-operator"
+JOB = "dash"
+MAX_TRIALS = 6
+PARAMETERS = [
+    {"name": "x", "type": "float", "low": 0.0, "high": 1.0},
+    {"name": "layers", "type": "int", "low": 1, "high": 4},
+    {"name": "optimizer", "type": "categorical", "choices": ["adamw", "sgd"]},
+]
+
+
+def panel_targets(dashboard: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            yield panel["title"], target
+
+
+def substitute(text: str, variables: dict[str, str]) -> str:
+    """Grafana's variable interpolation for `$name` and `${name}` (longest names first)."""
+    for name in sorted(variables, key=len, reverse=True):
+        text = text.replace("${" + name + "}", variables[name]).replace("$" + name, variables[name])
+    leftover = re.findall(r"\$\{?\w+", text)
+    assert not leftover, f"unsubstituted variables {leftover} in {text}"
+    return text
+
+
+@pytest.fixture
+def tuned(cluster: Cluster, node_agent: object, namespace: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A finished TuningJob whose whole run Prometheus scraped; yields the server and the run's window."""
+    kubeconfig = install_manifests(cluster)
+    metrics_port = free_port()
+    log_path = tmp_path / "operator.log"
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1",
+           "KTUNE_OPERATOR_RECONCILE_INTERVAL_SECONDS": "0.5", "KTUNE_OPERATOR_SCRAPE_TIMEOUT_SECONDS": "1"}
+    (tmp_path / "prometheus").mkdir()
+    prometheus = PrometheusServer(tmp_path / "prometheus", {OPERATOR_JOB: f"127.0.0.1:{metrics_port}"},
+                                  file_sd_job="ktune-trials")
+    with log_path.open("w") as log:
+        operator = subprocess.Popen(
+            [str(KTUNE), "operator", "--namespace", namespace, f"--metrics-port={metrics_port}"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    try:
+        with TrialPodTargets(cluster.api, namespace, prometheus.file_sd) as targets:
+            start = time.time()
+            apply(cluster, stand_in_job(JOB, namespace, parameters=PARAMETERS,
+                                        args=["--steps", "6", "--step-seconds", "0.5"],
+                                        budget={"maxTrials": MAX_TRIALS, "parallelism": 2}))
+            job = wait_finished(cluster, namespace, JOB, timeout=240)
+            assert job["status"]["phase"] == "Succeeded", (job["status"], log_path.read_text()[-4000:])
+            assert targets.seen, "no running trial pod was ever seen to scrape"
+            wait_until_scraped(prometheus, namespace)
+        yield {"prometheus": prometheus, "namespace": namespace, "start": start, "end": time.time()}
+    finally:
+        operator.terminate()
+        operator.wait(timeout=30)
+        prometheus.stop()
+
+
+def wait_until_scraped(prometheus: PrometheusServer, namespace: str, timeout: float = 30) -> None:
+    """Until Prometheus holds the operator's final counts of the finished job."""
+    expr = f'sum(ktune_trials_total{{namespace="{namespace}", tuningjob="{JOB}"}})'
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        values = finite_values(prometheus.query(expr))
+        if values and values[0] == MAX_TRIALS:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"Prometheus never saw {MAX_TRIALS} finished trials:\n{prometheus.log()}")
+
+
+def test_every_dashboard_panel_and_variable_returns_data_from_a_real_prometheus(tuned: dict[str, Any]):
+    prometheus: PrometheusServer = tuned["prometheus"]
+    namespace = tuned["namespace"]
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert_variables_offer_the_run(prometheus, dashboard, namespace)
+    params = sorted(prometheus.label_values("param", f'ktune_trial_param{{namespace="{namespace}"}}'))
+    assert params == ["layers", "x"], "numeric parameters only; the categorical one has no series"
+    variables = {"datasource": "prometheus", "namespace": namespace, "job": JOB, "metric": "score",
+                 "operator_job": OPERATOR_JOB, "__rate_interval": RATE_INTERVAL}
+
+    answers: dict[str, list[float]] = {}
+    for title, target in panel_targets(dashboard):
+        for param in params if "$param" in target["expr"] + title else [None]:
+            scope = {**variables, "param": param} if param else variables
+            expr = substitute(target["expr"], scope)
+            if target.get("instant"):
+                result = prometheus.query(expr)
+            else:
+                result = prometheus.query_range(expr, tuned["start"], tuned["end"])
+            label = f"{substitute(title, scope)} [{target['refId']}]"
+            answers[label] = finite_values(result)
+            assert answers[label], f"panel {label!r} returned no data for:\n{expr}"
+
+    for label, values in answers.items():
+        print(f"{label}: {len(values)} samples, last {values[-1]:.6g}, min {min(values):.6g}, max {max(values):.6g}")
+    assert answers["Trials by state [A]"] and sum(answers["Trials by state [A]"]) == MAX_TRIALS
+    assert answers["Trials by state [B]"] == [0]
+    assert answers["Operator up [A]"] == [1]
+
+
+def assert_variables_offer_the_run(prometheus: PrometheusServer, dashboard: dict[str, Any], namespace: str) -> None:
+    """Each query variable's label_values() lists this run's namespace, job, objective, parameter, operator."""
+    queries = {v["name"]: v["query"]["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"}
+    expected = {"namespace": namespace, "job": JOB, "metric": "score", "param": "x", "operator_job": OPERATOR_JOB}
+    assert set(queries) == set(expected)
+    scope = {"namespace": namespace, "job": JOB}
+    for name, query in queries.items():
+        match = re.fullmatch(r"label_values\((.*), (\w+)\)", substitute(query, scope))
+        assert match, f"variable {name}: {query} is not label_values(selector, label)"
+        values = prometheus.label_values(match.group(2), match.group(1))
+        assert expected[name] in values, f"variable {name} offers {values}"
