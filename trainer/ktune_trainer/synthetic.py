@@ -1,0 +1,436 @@
+"""A synthetic ESCI-style e-commerce search data set, fully determined by a seed.
+
+The catalog has leaf categories (each with a noun and synonyms) grouped in departments, brands,
+colors with synonyms, per-department attributes, and complement categories (smartphone → phone
+case, charger). Queries name a target product's category with some of its brand, color and
+attributes, with synonyms, reordering and a few typos. Candidates are judged by the ESCI rules:
+
+- E (Exact): the query's category and every stated constraint;
+- S (Substitute): the same or a sibling category, but not Exact (a constraint broken);
+- C (Complement): a category that complements the query's category;
+- I (Irrelevant): the rest.
+
+Like the real ESCI candidates (which a lexical engine retrieved), Irrelevant candidates often
+share a brand or a color with the query and complements often mention the query's product in
+their title, so word overlap alone ranks poorly; knowing synonyms and categories ranks well.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+LABELS = ("E", "S", "C", "I")
+LABEL_SHARES = {"E": 0.10, "S": 0.40, "C": 0.10, "I": 0.40}
+LABEL_NOISE = 0.05
+MIN_CANDIDATES, MAX_CANDIDATES = 20, 40
+SPLIT_SHARES = (("train", 0.70), ("validation", 0.15), ("test", 0.15))
+# Listings in these departments name the product they go with ("charger for smartphone").
+ACCESSORY_DEPARTMENTS = frozenset(
+    {"phone accessories", "clothing accessories", "kitchen supplies", "computer accessories"}
+)
+
+
+@dataclass(frozen=True)
+class Category:
+    name: str
+    department: str
+    nouns: tuple[str, ...]  # nouns[0] is the usual one; the others are synonyms
+    complements: tuple[str, ...] = ()
+
+
+DEPARTMENT_ATTRIBUTES: dict[str, dict[str, tuple[str, ...]]] = {
+    "phones": {"storage": ("64gb", "128gb", "256gb", "512gb"), "network": ("5g", "4g lte", "wifi only")},
+    "phone accessories": {
+        "material": ("silicone", "leather", "plastic"),
+        "feature": ("fast charging", "magnetic", "slim"),
+    },
+    "audio": {"connection": ("wireless", "wired"), "feature": ("noise cancelling", "waterproof", "bass boost")},
+    "footwear": {
+        "size": ("size 7", "size 8", "size 9", "size 10", "size 11"),
+        "material": ("leather", "mesh", "suede"),
+    },
+    "clothing accessories": {"pack": ("3 pack", "6 pack", "single"), "size": ("small", "medium", "large")},
+    "kitchen appliances": {
+        "capacity": ("1 liter", "1.5 liter", "2 liter"),
+        "material": ("stainless steel", "glass", "plastic"),
+    },
+    "kitchen supplies": {"pack": ("2 pack", "12 pack", "single"), "material": ("ceramic", "paper", "stainless steel")},
+    "computers": {"memory": ("8gb ram", "16gb ram", "32gb ram"), "screen": ("13 inch", "15 inch", "27 inch")},
+    "computer accessories": {"connection": ("wireless", "usb c", "bluetooth"), "feature": ("ergonomic", "slim", "rgb")},
+}
+
+CATEGORIES: tuple[Category, ...] = (
+    Category(
+        "smartphone",
+        "phones",
+        ("smartphone", "cell phone", "mobile phone"),
+        ("phone case", "charger", "screen protector"),
+    ),
+    Category("tablet", "phones", ("tablet", "tab", "touchscreen tablet"), ("charger", "screen protector")),
+    Category("smartwatch", "phones", ("smartwatch", "fitness watch", "smart watch"), ("charger",)),
+    Category("phone case", "phone accessories", ("phone case", "phone cover", "bumper case"), ("smartphone",)),
+    Category("charger", "phone accessories", ("charger", "power adapter", "charging brick"), ("smartphone", "tablet")),
+    Category(
+        "screen protector", "phone accessories", ("screen protector", "tempered glass", "screen guard"), ("smartphone",)
+    ),
+    Category("headphones", "audio", ("headphones", "headset", "over ear headphones"), ("charger",)),
+    Category("earbuds", "audio", ("earbuds", "earphones", "in ear buds"), ("charger",)),
+    Category("speaker", "audio", ("speaker", "bluetooth speaker", "portable speaker"), ()),
+    Category("running shoes", "footwear", ("running shoes", "sneakers", "trainers"), ("socks", "insoles")),
+    Category("hiking boots", "footwear", ("hiking boots", "trail boots", "walking boots"), ("socks", "insoles")),
+    Category("sandals", "footwear", ("sandals", "flip flops", "slides"), ()),
+    Category(
+        "socks", "clothing accessories", ("socks", "athletic socks", "crew socks"), ("running shoes", "hiking boots")
+    ),
+    Category(
+        "insoles",
+        "clothing accessories",
+        ("insoles", "shoe inserts", "arch supports"),
+        ("running shoes", "hiking boots"),
+    ),
+    Category("backpack", "clothing accessories", ("backpack", "rucksack", "daypack"), ()),
+    Category(
+        "coffee maker",
+        "kitchen appliances",
+        ("coffee maker", "coffee machine", "drip brewer"),
+        ("coffee filters", "mug", "descaler"),
+    ),
+    Category("kettle", "kitchen appliances", ("kettle", "electric kettle", "water boiler"), ("mug", "descaler")),
+    Category("blender", "kitchen appliances", ("blender", "smoothie maker", "food mixer"), ()),
+    Category(
+        "coffee filters", "kitchen supplies", ("coffee filters", "paper filters", "filter cones"), ("coffee maker",)
+    ),
+    Category("mug", "kitchen supplies", ("mug", "coffee cup", "travel mug"), ("coffee maker", "kettle")),
+    Category(
+        "descaler",
+        "kitchen supplies",
+        ("descaler", "descaling solution", "limescale remover"),
+        ("coffee maker", "kettle"),
+    ),
+    Category("laptop", "computers", ("laptop", "notebook", "notebook computer"), ("laptop bag", "mouse", "usb hub")),
+    Category("monitor", "computers", ("monitor", "display", "computer screen"), ("usb hub",)),
+    Category("desktop pc", "computers", ("desktop pc", "desktop computer", "tower pc"), ("mouse", "monitor")),
+    Category("mouse", "computer accessories", ("mouse", "computer mouse", "trackball"), ("laptop", "desktop pc")),
+    Category("laptop bag", "computer accessories", ("laptop bag", "laptop sleeve", "notebook case"), ("laptop",)),
+    Category("usb hub", "computer accessories", ("usb hub", "docking station", "port adapter"), ("laptop", "monitor")),
+)
+CATEGORY_BY_NAME = {category.name: category for category in CATEGORIES}
+
+# Brands per department; a few span departments, as real brands do.
+DEPARTMENT_BRANDS: dict[str, tuple[str, ...]] = {
+    "phones": ("voltra", "nexon", "orbis", "kairo"),
+    "phone accessories": ("voltra", "gripco", "shieldy", "ampere"),
+    "audio": ("sonique", "nexon", "bassline", "kairo"),
+    "footwear": ("stridex", "trailmark", "velo", "northpeak"),
+    "clothing accessories": ("trailmark", "comfy", "northpeak", "packwell"),
+    "kitchen appliances": ("brewmaster", "kitchora", "vitamix pro", "steamly"),
+    "kitchen supplies": ("brewmaster", "kitchora", "mugsy", "cleanse"),
+    "computers": ("orbis", "lumen", "techna", "nexon"),
+    "computer accessories": ("techna", "logix", "packwell", "lumen"),
+}
+
+# Base color → words a title or a shopper may use for it (the base word first).
+COLORS: dict[str, tuple[str, ...]] = {
+    "black": ("black", "jet black", "onyx"),
+    "white": ("white", "ivory", "snow"),
+    "red": ("red", "crimson", "scarlet"),
+    "blue": ("blue", "navy", "cobalt"),
+    "green": ("green", "olive", "emerald"),
+    "gray": ("gray", "grey", "graphite"),
+    "pink": ("pink", "rose", "blush"),
+    "silver": ("silver", "metallic", "chrome"),
+}
+
+TITLE_TEMPLATES = (
+    "{brand} {noun} {attrs} {color}",
+    "{brand} {color} {noun} with {attrs}",
+    "{noun} by {brand}, {color}, {attrs}",
+    "{color} {noun} {attrs} | {brand}",
+    "{brand} {attrs} {noun} in {color}",
+)
+DESCRIPTION_TEMPLATES = (
+    "This {noun} from {brand} comes in {color}. {sentence}",
+    "{sentence} A {adjective} {noun} in {color}, made by {brand}.",
+    "Meet the {brand} {noun}: {adjective}, {color} and built to last. {sentence}",
+    "{adjective} {noun} for everyday use. {sentence}",
+)
+ADJECTIVES = ("durable", "lightweight", "premium", "compact", "popular", "classic", "new", "reliable")
+
+
+@dataclass(frozen=True)
+class Product:
+    product_id: str
+    category: str
+    brand: str
+    color: str  # base color
+    attributes: tuple[tuple[str, str], ...]  # (attribute, value)
+    title: str
+    description: str
+    bullet_point: str
+    color_word: str  # the color as the listing spells it
+
+
+@dataclass(frozen=True)
+class Query:
+    query_id: str
+    text: str
+    category: str
+    brand: str | None
+    color: str | None
+    attributes: tuple[tuple[str, str], ...]
+
+
+def esci_label(query: Query, product: Product) -> str:
+    """The ESCI rule for one (query, product) pair, before label noise."""
+    category = CATEGORY_BY_NAME[query.category]
+    if product.category == query.category and _meets_constraints(query, product):
+        return "E"
+    if product.category in _substitutes(category):
+        return "S"
+    if product.category in category.complements:
+        return "C"
+    return "I"
+
+
+def _substitutes(category: Category) -> tuple[str, ...]:
+    """Same category and its siblings: the categories of the same department that are not complements."""
+    return tuple(
+        other.name
+        for other in CATEGORIES
+        if other.department == category.department and other.name not in category.complements
+    )
+
+
+def _meets_constraints(query: Query, product: Product) -> bool:
+    if query.brand is not None and product.brand != query.brand:
+        return False
+    if query.color is not None and product.color != query.color:
+        return False
+    product_attributes = dict(product.attributes)
+    return all(product_attributes.get(name) == value for name, value in query.attributes)
+
+
+@dataclass
+class _Catalog:
+    rng: random.Random
+    products: list[Product] = field(default_factory=list)
+    by_category: dict[str, list[Product]] = field(default_factory=dict)
+
+    def mint(self, category: str, fixed: dict[str, object] | None = None) -> Product:
+        """A new product of `category`; `fixed` pins brand, color or attributes."""
+        fixed = fixed or {}
+        rng = self.rng
+        department = CATEGORY_BY_NAME[category].department
+        brand = fixed.get("brand") or rng.choice(DEPARTMENT_BRANDS[department])
+        color = fixed.get("color") or rng.choice(list(COLORS))
+        attributes = dict(fixed.get("attributes", {}))
+        for name, values in DEPARTMENT_ATTRIBUTES[department].items():
+            attributes.setdefault(name, rng.choice(values))
+        product = _listing(rng, f"p{len(self.products):06d}", category, str(brand), str(color), attributes)
+        self.products.append(product)
+        self.by_category.setdefault(category, []).append(product)
+        return product
+
+
+def _listing(
+    rng: random.Random, product_id: str, category: str, brand: str, color: str, attributes: dict[str, str]
+) -> Product:
+    """Title, description and bullet point from varied templates and synonyms."""
+    nouns = CATEGORY_BY_NAME[category].nouns
+    noun = nouns[0] if rng.random() < 0.5 else rng.choice(nouns[1:])
+    color_word = COLORS[color][0] if rng.random() < 0.6 else rng.choice(COLORS[color][1:])
+    shown = [value for value in attributes.values() if rng.random() < 0.7] or [next(iter(attributes.values()))]
+    title = rng.choice(TITLE_TEMPLATES).format(brand=brand, noun=noun, attrs=" ".join(shown), color=color_word)
+    complements = [CATEGORY_BY_NAME[name] for name in CATEGORY_BY_NAME[category].complements]
+    if CATEGORY_BY_NAME[category].department in ACCESSORY_DEPARTMENTS and complements and rng.random() < 0.7:
+        # "phone case for smartphone": the words of the main product appear in a complement's title.
+        title += " for " + rng.choice(rng.choice(complements).nouns)
+    sentence = " ".join(f"{name.capitalize()}: {value}." for name, value in attributes.items())
+    description = rng.choice(DESCRIPTION_TEMPLATES).format(
+        noun=rng.choice(nouns), brand=brand, color=color_word, sentence=sentence, adjective=rng.choice(ADJECTIVES)
+    )
+    bullet_point = "; ".join(f"{name}: {value}" for name, value in attributes.items())
+    return Product(
+        product_id=product_id,
+        category=category,
+        brand=brand,
+        color=color,
+        attributes=tuple(sorted(attributes.items())),
+        title=title,
+        description=description,
+        bullet_point=bullet_point,
+        color_word=color_word,
+    )
+
+
+def _typo(rng: random.Random, word: str) -> str:
+    position = rng.randrange(1, len(word) - 1)
+    kind = rng.randrange(3)
+    if kind == 0:  # swap two neighbours
+        return word[: position - 1] + word[position] + word[position - 1] + word[position + 1 :]
+    if kind == 1:  # drop a letter
+        return word[:position] + word[position + 1 :]
+    return word[:position] + word[position] + word[position:]  # double a letter
+
+
+def _query_for(rng: random.Random, query_id: str, target: Product) -> Query:
+    """A shopper's query for `target`: its category noun plus some of its brand, color and attributes."""
+    category = CATEGORY_BY_NAME[target.category]
+    parts: list[str] = []
+    brand = target.brand if rng.random() < 0.45 else None
+    color = target.color if rng.random() < 0.55 else None
+    attributes = tuple((name, value) for name, value in target.attributes if rng.random() < 0.35)
+    if brand:
+        parts.append(brand)
+    if color:
+        parts.append(COLORS[color][0] if rng.random() < 0.5 else rng.choice(COLORS[color][1:]))
+    parts.extend(value for _name, value in attributes)
+    if rng.random() < 0.3:
+        rng.shuffle(parts)
+    noun = rng.choice(category.nouns)
+    words = [*parts, noun] if rng.random() < 0.7 else [noun, *parts]
+    text = " ".join(words)
+    tokens = [_typo(rng, token) if len(token) >= 5 and rng.random() < 0.06 else token for token in text.split()]
+    return Query(query_id, " ".join(tokens), category.name, brand, color, attributes)
+
+
+def _pick(rng: random.Random, pool: list[Product], count: int, taken: set[str]) -> list[Product]:
+    available = [product for product in pool if product.product_id not in taken]
+    chosen = rng.sample(available, min(count, len(available)))
+    taken.update(product.product_id for product in chosen)
+    return chosen
+
+
+def _broken_constraint(rng: random.Random, query: Query) -> dict[str, object]:
+    """Fixed fields for a same-category product that breaks one stated constraint (a Substitute)."""
+    department = CATEGORY_BY_NAME[query.category].department
+    fixed: dict[str, object] = {"brand": query.brand, "color": query.color, "attributes": dict(query.attributes)}
+    stated = [key for key in ("brand", "color") if fixed[key]] + [f"attr:{name}" for name, _ in query.attributes]
+    broken = rng.choice(stated)
+    if broken == "brand":
+        fixed["brand"] = rng.choice([b for b in DEPARTMENT_BRANDS[department] if b != query.brand])
+    elif broken == "color":
+        fixed["color"] = rng.choice([c for c in COLORS if c != query.color])
+    else:
+        name = broken.removeprefix("attr:")
+        values = DEPARTMENT_ATTRIBUTES[department][name]
+        fixed["attributes"][name] = rng.choice([v for v in values if v != dict(query.attributes)[name]])
+    return fixed
+
+
+def _candidates(rng: random.Random, catalog: _Catalog, query: Query, target: Product) -> list[tuple[Product, str]]:
+    """20-40 judged candidates with about the ESCI label shares (before noise)."""
+    total = rng.randint(MIN_CANDIDATES, MAX_CANDIDATES)
+    wanted = {
+        "E": max(1, round(total * rng.uniform(0.06, 0.14))),
+        "C": round(total * rng.uniform(0.06, 0.14)),
+        "S": round(total * rng.uniform(0.34, 0.46)),
+    }
+    wanted["I"] = total - sum(wanted.values())
+    category = CATEGORY_BY_NAME[query.category]
+    taken = {target.product_id}
+    chosen: list[Product] = [target]
+    fixed_exact = {"brand": query.brand, "color": query.color, "attributes": dict(query.attributes)}
+
+    same = catalog.by_category.get(query.category, [])
+    exact_pool = [p for p in same if esci_label(query, p) == "E"]
+    chosen += _pick(rng, exact_pool, wanted["E"] - 1, taken)
+    while len(chosen) < wanted["E"]:
+        chosen.append(catalog.mint(query.category, fixed_exact))
+        taken.add(chosen[-1].product_id)
+
+    substitute_pool = [
+        p for name in _substitutes(category) for p in catalog.by_category.get(name, []) if esci_label(query, p) == "S"
+    ]
+    substitutes = _pick(rng, substitute_pool, wanted["S"], taken)
+    has_constraints = bool(query.brand or query.color or query.attributes)
+    siblings = [name for name in _substitutes(category) if name != query.category]
+    while len(substitutes) < wanted["S"]:
+        if has_constraints and rng.random() < 0.6:
+            product = catalog.mint(query.category, _broken_constraint(rng, query))
+        else:
+            product = catalog.mint(rng.choice(siblings))
+        substitutes.append(product)
+        taken.add(product.product_id)
+    chosen += substitutes
+
+    if category.complements:
+        complement_pool = [p for name in category.complements for p in catalog.by_category.get(name, [])]
+        complements = _pick(rng, complement_pool, wanted["C"], taken)
+        while len(complements) < wanted["C"]:
+            complements.append(catalog.mint(rng.choice(category.complements)))
+            taken.add(complements[-1].product_id)
+        chosen += complements
+    else:
+        wanted["I"] += wanted["C"]
+
+    # Irrelevant products, half of them sharing the brand or the color the query asks for.
+    unrelated = [
+        c.name for c in CATEGORIES if c.department != category.department and c.name not in category.complements
+    ]
+    irrelevant: list[Product] = []
+    while len(irrelevant) < wanted["I"]:
+        other = rng.choice(unrelated)
+        fixed: dict[str, object] = {}
+        if query.color and rng.random() < 0.5:
+            fixed["color"] = query.color
+        if query.brand and query.brand in DEPARTMENT_BRANDS[CATEGORY_BY_NAME[other].department]:
+            fixed["brand"] = query.brand
+        reused = _pick(rng, catalog.by_category.get(other, []), 1, taken) if not fixed else []
+        product = reused[0] if reused else catalog.mint(other, fixed)
+        taken.add(product.product_id)
+        irrelevant.append(product)
+    chosen += irrelevant
+
+    judged = [(product, esci_label(query, product)) for product in chosen]
+    rng.shuffle(judged)
+    return judged
+
+
+def _noisy(rng: random.Random, label: str) -> str:
+    if rng.random() < LABEL_NOISE:
+        return rng.choice([other for other in LABELS if other != label])
+    return label
+
+
+def _split_of(position: int, queries: int) -> str:
+    bound = 0.0
+    for name, share in SPLIT_SHARES:
+        bound += share
+        if position < round(bound * queries):
+            return name
+    return SPLIT_SHARES[-1][0]
+
+
+def generate(queries: int = 400, seed: int = 1) -> list[dict[str, str]]:
+    """ESCI-shaped rows (one per judged query-product pair), the same for the same arguments."""
+    if queries < 10:
+        raise ValueError(f"queries={queries}: need at least 10 to fill train, validation and test")
+    rng = random.Random(seed)
+    catalog = _Catalog(rng)
+    for _ in range(queries * 4):
+        catalog.mint(rng.choice(CATEGORIES).name)
+    split_order = list(range(queries))
+    rng.shuffle(split_order)
+    rows: list[dict[str, str]] = []
+    for number in range(queries):
+        target = catalog.mint(rng.choice(CATEGORIES).name)
+        query = _query_for(rng, f"q{number:05d}", target)
+        split = _split_of(split_order[number], queries)
+        for product, label in _candidates(rng, catalog, query, target):
+            rows.append(
+                {
+                    "query_id": query.query_id,
+                    "query": query.text,
+                    "product_id": product.product_id,
+                    "product_title": product.title,
+                    "product_description": product.description,
+                    "product_bullet_point": product.bullet_point,
+                    "product_brand": product.brand,
+                    "product_color": product.color_word,
+                    "esci_label": _noisy(rng, label),
+                    "split": split,
+                }
+            )
+    return rows
