@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import math
 import re
-from collections.abc import Mapping
 from typing import Any
 
 _PYTHON_OBJECT_HINTS = ("Callable", "Base", "FrozenTrial", "Study")
@@ -68,34 +67,13 @@ def _accepted_types(annotation: str) -> tuple[type, ...] | None:
     return tuple(t for token in names for t in _JSON_TYPES[token])
 
 
-def _value_fits(value: Any, accepted: tuple[type, ...]) -> bool:
+def value_fits(value: Any, annotation: str) -> bool:
+    """Whether a YAML value suits a constructor argument's annotation (bool is not an int here)."""
+    accepted = _accepted_types(annotation)
+    if accepted is None:
+        return True
     if isinstance(value, bool):
         return bool in accepted
     if isinstance(value, float) and not math.isfinite(value):
         return False
     return isinstance(value, accepted)
-
-
-def option_problems(path: str, kind: str, name: str, cls: type, options: Mapping[str, Any],
-                    reserved: frozenset[str]) -> list[str]:
-    """Problems with `options` for the sampler/pruner `name` (`kind` is "sampler" or "pruner")."""
-    from ktune.spec import did_you_mean, show  # spec imports this module; late import avoids a cycle
-
-    allowed = settable_options(cls, reserved)
-    problems = []
-    for key, value in options.items():
-        if key in reserved:
-            problems.append(f"{path}.{key}: set by ktune, not an option (use spec.sampler.{key} for the seed)"
-                            if key == "seed" else f"{path}.{key}: set by ktune from spec.parameters, not an option")
-        elif key not in allowed:
-            listed = ", ".join(sorted(allowed)) or "none"
-            problems.append(f"{path}.{key}: unknown option for {kind} {name}{did_you_mean(key, allowed)} "
-                            f"(allowed: {listed})")
-        else:
-            accepted = _accepted_types(allowed[key])
-            if accepted is not None and not _value_fits(value, accepted):
-                problems.append(f"{path}.{key}: must be of type {allowed[key]} (got {show(value)})")
-    for key in required_options(cls, reserved):
-        if key not in options:
-            problems.append(f"{path}: {kind} {name} needs option {key}")
-    return problems

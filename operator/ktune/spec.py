@@ -32,7 +32,7 @@ from urllib.parse import urlparse
 import yaml
 
 from ktune import contract
-from ktune.optuna_options import option_problems
+from ktune.optuna_options import required_options, settable_options, value_fits
 from ktune.pruners import PRUNER_CLASSES, RESERVED_PRUNER_OPTIONS, build_pruner
 from ktune.samplers import RESERVED_SAMPLER_OPTIONS, SAMPLER_CLASSES, build_sampler, grid_size
 
@@ -516,6 +516,28 @@ def _check_parameters(check: _Checker, spec: Mapping[str, Any]) -> list[dict[str
     return None if any(p is None for p in parameters) else parameters
 
 
+def _check_options(check: _Checker, path: str, kind: str, name: str, cls: type, options: Mapping[str, Any],
+                   reserved: frozenset[str]) -> bool:
+    """Options of the sampler/pruner `name` against its Optuna constructor (`kind`: sampler or pruner)."""
+    allowed = settable_options(cls, reserved)
+    count = len(check.problems)
+    for key, value in options.items():
+        if key == "seed" and key in reserved:
+            check.problem(f"{path}.{key}", "set by ktune, not an option (use spec.sampler.seed)")
+        elif key in reserved:
+            check.problem(f"{path}.{key}", "set by ktune from spec.parameters, not an option")
+        elif key not in allowed:
+            listed = ", ".join(sorted(allowed)) or "none"
+            check.problem(f"{path}.{key}", f"unknown option for {kind} {name}{did_you_mean(key, allowed)} "
+                                           f"(allowed: {listed})")
+        elif not value_fits(value, allowed[key]):
+            check.problem(f"{path}.{key}", f"must be of type {allowed[key]} (got {show(value)})")
+    for key in required_options(cls, reserved):
+        if key not in options:
+            check.problem(path, f"{kind} {name} needs option {key}")
+    return len(check.problems) == count
+
+
 def _check_sampler(check: _Checker, raw: Any) -> dict[str, Any] | None:
     sampler = check.mapping(raw, "spec.sampler")
     if sampler is None:
@@ -528,10 +550,9 @@ def _check_sampler(check: _Checker, raw: Any) -> dict[str, Any] | None:
     options = check.options(filled["options"], "spec.sampler.options")
     if not ok or options is None:
         return None
-    problems = option_problems("spec.sampler.options", "sampler", filled["name"], SAMPLER_CLASSES[filled["name"]],
-                               options, RESERVED_SAMPLER_OPTIONS)
-    check.problems.extend(problems)
-    if problems or any(key not in _SAMPLER_FIELDS for key in sampler):
+    options_ok = _check_options(check, "spec.sampler.options", "sampler", filled["name"],
+                                SAMPLER_CLASSES[filled["name"]], options, RESERVED_SAMPLER_OPTIONS)
+    if not options_ok or any(key not in _SAMPLER_FIELDS for key in sampler):
         return None
     return {"name": filled["name"], "seed": filled["seed"], "options": options}
 
@@ -547,15 +568,14 @@ def _check_pruner(check: _Checker, raw: Any, objectives: list[dict[str, Any]] | 
     options = check.options(filled["options"], "spec.pruner.options")
     if options is None:
         return None
-    problems = option_problems("spec.pruner.options", "pruner", filled["name"], PRUNER_CLASSES[filled["name"]],
-                               options, RESERVED_PRUNER_OPTIONS)
-    check.problems.extend(problems)
+    options_ok = _check_options(check, "spec.pruner.options", "pruner", filled["name"],
+                                PRUNER_CLASSES[filled["name"]], options, RESERVED_PRUNER_OPTIONS)
     metric = filled.get("metric")
     metric_ok = True
     if metric is not None:
         metric_ok = check.name(metric, "spec.pruner.metric", _METRIC_NAME,
                                "must be a metric name matching [a-z_][a-z0-9_]*")
-    if objectives is None or problems or not metric_ok or any(key not in _PRUNER_FIELDS for key in pruner):
+    if objectives is None or not options_ok or not metric_ok or any(key not in _PRUNER_FIELDS for key in pruner):
         return None
     objective_metrics = [objective["metric"] for objective in objectives]
     if metric is not None and metric not in objective_metrics:
