@@ -90,6 +90,38 @@ def test_a_kubectl_applied_tuningjob_succeeds_with_its_best_params_in_status(
     assert exported.best_value == pytest.approx(status["bestTrial"]["value"])
 
 
+@pytest.mark.slow
+def test_a_tuningjob_of_real_tiny_bert_trials_succeeds_with_the_best_learning_rate(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+):
+    trainer = str(KTUNE.parent / "ktune-trainer")
+    job = stand_in_job(
+        "tiny-bert", namespace,
+        parameters=[{"name": "learning_rate", "type": "float", "low": 1.0e-4, "high": 3.0e-3, "log": True}],
+        budget={"maxTrials": 2, "parallelism": 2},
+    )
+    job["spec"]["objective"] = {"metric": "ndcg_at_10", "direction": "maximize"}
+    job["spec"]["metrics"] = ["mrr_at_10", "eval_loss"]
+    job["spec"]["trial"]["template"]["spec"]["containers"][0].update({
+        "image": "ghcr.io/ktune/trainer:0.1.0",
+        "command": [trainer, "train"],
+        "args": ["--model=tiny-bert", "--data=synthetic:queries=30,seed=1", "--epochs=1", "--max-train-pairs=200",
+                 "--max-length=32", "--device=cpu", "--learning-rate=$(KTUNE_PARAM_LEARNING_RATE)"],
+        "env": [{"name": "OMP_NUM_THREADS", "value": "1"}],
+    })
+    apply(cluster, job)
+    finished = wait_finished(cluster, namespace, "tiny-bert", 300, operator)
+    status = finished["status"]
+    assert status["phase"] == "Succeeded", status
+    trials = trials_of(cluster, namespace, "tiny-bert")
+    assert {t["status"]["state"] for t in trials.values()} == {"Succeeded"}
+    best = max(trials.values(), key=lambda t: t["status"]["value"])
+    assert status["bestTrial"]["params"] == best["spec"]["params"]
+    assert 1.0e-4 <= status["bestTrial"]["params"]["learning_rate"] <= 3.0e-3
+    assert 0.0 < status["bestTrial"]["value"] <= 1.0
+    assert {"ndcg_at_10", "mrr_at_10", "eval_loss", "test_ndcg_at_10"} <= set(status["bestTrial"]["metrics"])
+
+
 def test_pruning_reads_the_trials_metrics_and_deletes_the_pruned_pod(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ):
