@@ -20,6 +20,7 @@ from ktune.progress import format_duration
 from ktune.spec import JobSpec
 
 TRIALS_CSV = "trials.csv"
+TEST_PREFIX = "test_"  # the trainer's metrics on held-out test queries, next to the validation ones
 BEST_JSON = "best.json"
 PLOTS_DIR = "plots"
 
@@ -35,10 +36,10 @@ def _json_number(value: Any) -> Any:
     return float(value) if isinstance(value, int | float) else str(value)
 
 
-def metric_columns(spec: JobSpec, records: Iterable[TrialRecord]) -> list[str]:
+def metric_columns(spec: JobSpec, reported: Iterable[Mapping[str, float]]) -> list[str]:
     """Objective metrics first, then the recorded extras, then whatever else the trainer reported."""
     columns = list(spec.recorded_metrics)
-    others = sorted({name for record in records for name in record.metrics} - set(columns))
+    others = sorted({name for metrics in reported for name in metrics} - set(columns))
     return columns + others
 
 
@@ -47,7 +48,7 @@ def write_trials_csv(
 ) -> None:
     """One row per trial: number, state, reason, attempts, duration, params, metrics, message."""
     param_names = [parameter.name for parameter in spec.parameters]
-    metrics = metric_columns(spec, records)
+    metrics = metric_columns(spec, (record.metrics for record in records))
     header = ["number", "state", "reason", "attempts", "duration_seconds"]
     header += [f"param_{name}" for name in param_names] + metrics + ["message"]
     partial = path.with_name(path.name + ".partial")
@@ -171,6 +172,21 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
+def _metrics_table(spec: JobSpec, metrics: Mapping[str, float]) -> list[str]:
+    """Metric, its validation value and, where the trainer reported `test_<metric>`, its test value."""
+    names = [name for name in metric_columns(spec, [metrics]) if name in metrics]
+    rows = []
+    for name in names:
+        if name.startswith(TEST_PREFIX) and name[len(TEST_PREFIX) :] in metrics:
+            continue  # shown in the test column of its metric
+        test = metrics.get(TEST_PREFIX + name)
+        rows.append((name, _format_value(metrics[name]), "" if test is None else _format_value(test)))
+    width = max(len(row[0]) for row in [("metric", "", ""), *rows])
+    lines = [f"  {'metric':<{width}}  {'validation':>12}  {'test':>12}"]
+    lines += [f"  {name:<{width}}  {value:>12}  {test:>12}" for name, value, test in rows]
+    return lines
+
+
 def _table(rows: Sequence[tuple[str, str]], header: tuple[str, str]) -> list[str]:
     width = max(len(name) for name, _ in [header, *rows])
     return [f"  {header[0]:<{width}}  {header[1]}"] + [f"  {name:<{width}}  {value}" for name, value in rows]
@@ -195,8 +211,7 @@ def summary_table(
         label = "Pareto-optimal trial" if spec.multi_objective else "Best trial"
         lines.append(f"{label} {record.number} of {job_name} — objective: {objectives}")
         lines += _table([(name, _format_value(value)) for name, value in record.params.items()], ("parameter", "value"))
-        ordered = [name for name in metric_columns(spec, [record]) if name in record.metrics]
-        lines += _table([(name, _format_value(record.metrics[name])) for name in ordered], ("metric", "value"))
+        lines += _metrics_table(spec, record.metrics)
         lines.append("")
     total = sum(counts.values())
     lines.append(
