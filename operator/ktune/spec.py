@@ -408,7 +408,7 @@ def _check_range(check: _Checker, parameter: Mapping[str, Any], path: str, kind:
         else:
             ok = False
     for key in ("low", "high", "step"):
-        if ok and key in parameter and abs(parameter[key]) > MAX_ABS_BOUND:
+        if ok and parameter.get(key) is not None and abs(parameter[key]) > MAX_ABS_BOUND:
             check.problem(f"{path}.{key}", f"must be between -{MAX_ABS_BOUND:.0e} and {MAX_ABS_BOUND:.0e} "
                                            f"(got {show(parameter[key])})")
             ok = False

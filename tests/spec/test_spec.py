@@ -191,3 +191,14 @@ def test_huge_bounds_and_tiny_steps_are_refused_not_crashed_on(parameter: dict[s
     raw["spec"]["parameters"] = [parameter]
     (problem,) = validate_tuningjob(raw)
     assert problem.startswith("spec.parameters[0].")
+
+
+def test_explicit_nulls_mean_the_default() -> None:
+    raw = minimal()
+    raw["spec"]["parameters"][0].update(step=None)
+    raw["spec"]["objective"]["goal"] = None
+    raw["spec"]["sampler"] = {"name": "tpe", "seed": None}
+    raw["spec"]["budget"] = {"maxFailedTrials": None, "activeDeadlineSeconds": None}
+    spec = load_tuningjob(raw).spec
+    assert spec.parameters[0].step is None and spec.objectives[0].goal is None
+    assert spec.budget.max_trials == 20
