@@ -35,7 +35,9 @@ def parameter_values(parameter: Parameter) -> list[Any]:
     if parameter.type == "int":
         return list(range(int(parameter.low), int(parameter.high) + 1, int(parameter.step)))
     count = math.floor((parameter.high - parameter.low) / parameter.step + 1e-9) + 1
-    return [float(f"{parameter.low + i * parameter.step:.12g}") for i in range(count)]
+    # Rounded so that 1e-4 + 2 * 1e-4 reads 0.0003 (it becomes an env var), clamped to stay in range.
+    low, high = float(parameter.low), float(parameter.high)
+    return [min(max(float(f"{low + i * parameter.step:.12g}"), low), high) for i in range(count)]
 
 
 def grid_size(parameters: Sequence[Parameter]) -> int:

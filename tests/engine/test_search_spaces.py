@@ -30,7 +30,8 @@ def parameter(draw: st.DrawFn, index: int) -> dict[str, Any]:
         return {"name": name, "type": kind, "low": low, "high": low + steps * step, "step": step}
     step = draw(st.sampled_from([0.1, 0.25, 0.05, 1.5]))
     if draw(st.booleans()):
-        return {"name": name, "type": kind, "low": low * step, "high": (low + steps) * step, "step": step}
+        return {"name": name, "type": kind, "low": round(low * step, 9), "high": round((low + steps) * step, 9),
+                "step": step}
     positive = draw(st.floats(1e-6, 10.0))
     return {"name": name, "type": kind, "low": positive, "high": positive * draw(st.floats(1.5, 1e4)), "log": True}
 
