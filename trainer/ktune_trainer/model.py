@@ -65,6 +65,7 @@ def train_wordpiece_tokenizer(texts: Iterable[str], max_length: int, vocab_size:
         sep_token="[SEP]",
         mask_token="[MASK]",
         model_max_length=max_length,
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
     )
 
 

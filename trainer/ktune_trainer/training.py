@@ -13,7 +13,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -162,6 +162,7 @@ def _format(metrics: Mapping[str, float]) -> str:
 def train(config: TrainingConfig, data: RankingData, report: Reporter) -> dict[str, float]:
     """Fine-tunes the ranker, reporting validation metrics at each evaluation; returns the final result."""
     started = time.monotonic()
+    log("config: " + " ".join(f"{name}={value}" for name, value in asdict(config).items()))
     seed_everything(config.seed)
     device = resolve_device(config.device)
     autocast = use_bf16(config, device)
