@@ -24,7 +24,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -63,6 +63,21 @@ PARAMETER_TYPES = ("float", "int", "categorical")
 METRICS_SOURCE_TYPES = ("direct", "prometheus")
 # Samplers that optimise one objective only (Optuna refuses or ignores the others).
 SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
+# Option ranges Optuna's constructors leave unchecked (a bad value would fail or misbehave mid-job):
+# (sampler or pruner, option) -> (minimum, whether the minimum itself is allowed).
+OPTION_MINIMUMS: dict[tuple[str, str], tuple[float, bool]] = {
+    ("tpe", "n_startup_trials"): (0, True),
+    ("tpe", "n_ei_candidates"): (1, True),
+    ("tpe", "prior_weight"): (0, False),
+    ("cmaes", "n_startup_trials"): (0, True),
+    ("cmaes", "popsize"): (2, True),
+    ("cmaes", "sigma0"): (0, False),
+    ("gp", "n_startup_trials"): (0, True),
+    ("hyperband", "min_resource"): (1, True),
+    ("hyperband", "max_resource"): (1, True),
+    ("hyperband", "reduction_factor"): (2, True),
+    ("hyperband", "bootstrap_count"): (0, True),
+}
 
 _PARAMETER_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _METRIC_NAME = re.compile(r"[a-z_][a-z0-9_]*")
@@ -532,6 +547,10 @@ def _check_options(check: _Checker, path: str, kind: str, name: str, cls: type, 
                                            f"(allowed: {listed})")
         elif not value_fits(value, allowed[key]):
             check.problem(f"{path}.{key}", f"must be of type {allowed[key]} (got {show(value)})")
+        elif (name, key) in OPTION_MINIMUMS and _is_number(value):
+            minimum, inclusive = OPTION_MINIMUMS[name, key]
+            if value < minimum or (value == minimum and not inclusive):
+                check.problem(f"{path}.{key}", f"must be {'>=' if inclusive else '>'} {minimum} (got {value})")
     for key in required_options(cls, reserved):
         if key not in options:
             check.problem(path, f"{kind} {name} needs option {key}")
@@ -725,21 +744,33 @@ def _check_sampler_fits(check: _Checker, sampler: dict[str, Any], parameters: tu
         if points > MAX_GRID_POINTS:
             check.problem("spec.parameters", f"grid has too many points: at most {MAX_GRID_POINTS} (got {points})")
             return
+    _check_builds(check, "spec.sampler.options", sampler["options"],
+                  lambda: build_sampler(name, sampler["options"], sampler["seed"], parameters))
+
+
+def _check_builds(check: _Checker, path: str, options: Mapping[str, Any], build: Callable[[], Any]) -> None:
+    """Construct the Optuna object: its errors, and deprecation warnings about options the user set.
+
+    Deprecated options are refused: some are already ignored (cmaes `restart_strategy`), the others go in
+    Optuna 6, and a job should not change meaning when Optuna is upgraded.
+    """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            build_sampler(name, sampler["options"], sampler["seed"], parameters)
-    except Exception as error:  # Optuna's constructors raise ValueError/TypeError on bad values
-        check.problem("spec.sampler.options", f"refused by Optuna: {error}")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            build()
+    except Exception as error:  # Optuna's constructors raise ValueError/TypeError/AssertionError on bad values
+        check.problem(path, f"refused by Optuna: {error}")
+        return
+    for warning in caught:
+        if issubclass(warning.category, FutureWarning | DeprecationWarning):
+            named = [key for key in options if f"`{key}`" in str(warning.message)]
+            for key in named:
+                check.problem(f"{path}.{key}", f"deprecated by Optuna, remove it: {warning.message}")
 
 
 def _check_pruner_builds(check: _Checker, pruner: dict[str, Any]) -> None:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            build_pruner(pruner["name"], pruner["options"])
-    except Exception as error:  # Optuna's constructors raise ValueError/TypeError on bad values
-        check.problem("spec.pruner.options", f"refused by Optuna: {error}")
+    _check_builds(check, "spec.pruner.options", pruner["options"],
+                  lambda: build_pruner(pruner["name"], pruner["options"]))
 
 
 def _check_metadata(check: _Checker, obj: Mapping[str, Any]) -> tuple[str | None, str | None]:

@@ -202,3 +202,22 @@ def test_explicit_nulls_mean_the_default() -> None:
     spec = load_tuningjob(raw).spec
     assert spec.parameters[0].step is None and spec.objectives[0].goal is None
     assert spec.budget.max_trials == 20
+
+
+@pytest.mark.parametrize(("field", "value", "problem"), [
+    ("sampler", {"name": "tpe", "options": {"n_ei_candidates": 0}},
+     "spec.sampler.options.n_ei_candidates: must be >= 1 (got 0)"),
+    ("sampler", {"name": "cmaes", "options": {"sigma0": 0.0}}, "spec.sampler.options.sigma0: must be > 0 (got 0.0)"),
+    ("sampler", {"name": "cmaes", "options": {"restart_strategy": "ipop"}},
+     "spec.sampler.options.restart_strategy: deprecated by Optuna, remove it: `restart_strategy` has been"),
+    ("pruner", {"name": "hyperband", "options": {"reduction_factor": 1}},
+     "spec.pruner.options.reduction_factor: must be >= 2 (got 1)"),
+    ("sampler", {"name": "nsga2", "options": {"population_size": 1}},
+     "spec.sampler.options: refused by Optuna: `population_size` must be greater than or equal to 2."),
+])
+def test_option_values_that_would_fail_mid_job_are_refused_up_front(field: str, value: dict[str, Any],
+                                                                     problem: str) -> None:
+    raw = minimal()
+    raw["spec"][field] = value
+    (found,) = validate_tuningjob(raw)
+    assert found.startswith(problem)
