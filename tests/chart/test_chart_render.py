@@ -149,6 +149,13 @@ def test_settings_become_environment_variables_the_operator_reads(non_default):
     assert env["HTTPS_PROXY"] == "http://proxy.example.com:3128"
 
 
+def test_decimal_settings_given_with_set_reach_the_operator_as_numbers():
+    objects = render("--set", "settings.reconcileIntervalSeconds=0.5", "--set", "settings.maxWorkers=4")
+    env = {e["name"]: e["value"] for e in operator_container(objects)["env"]}
+    settings = OperatorSettings.from_env(env)
+    assert (settings.reconcile_interval_seconds, settings.max_workers) == (0.5, 4)
+
+
 def test_the_image_is_the_app_version_tag_by_default_and_the_digest_when_given(default, non_default):
     assert operator_container(default)["image"] == "ghcr.io/ktune/operator:0.1.0"
     assert operator_container(non_default)["image"].startswith("registry.example.com/ml/operator@sha256:")
@@ -174,6 +181,7 @@ def test_several_replicas_without_leader_election_are_refused_with_the_reason():
     ("metrcs.port=9090", "metrcs"),
     ("settings.reconcileIntervalSecond=2", "reconcileIntervalSecond"),
     ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+    ("settings.reconcileIntervalSeconds=0", "/settings/reconcileIntervalSeconds"),
 ])
 def test_a_wrong_value_is_refused_by_the_schema_naming_the_key(setting: str, named: str):
     result = helm("template", "ktune", str(CHART), "--set", setting, check=False)
