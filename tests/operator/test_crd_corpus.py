@@ -21,6 +21,8 @@ CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "tuningjobs"
 OPERATOR_ONLY = {
     "20-step-not-whole.yaml",
     "26-duplicate-choices.yaml",
+    "27-null-choice.yaml",
+    "31-choices-on-float.yaml",
     "35-unknown-sampler-option.yaml",
     "36-seed-in-sampler-options.yaml",
     "37-sampler-option-wrong-type.yaml",
@@ -32,6 +34,10 @@ OPERATOR_ONLY = {
     "58-container-without-command-or-image.yaml",
     "59-numeric-container-args.yaml",
 }
+
+# YAML 1.1 (PyYAML, ktune run) reads `1e-5` as a string; kubectl's YAML reads it as a number, so on a cluster
+# this job is valid.
+VALID_ON_A_CLUSTER = {"23-yaml-exponent-string.yaml"}
 
 
 def fixture_in(path: Path, namespace: str) -> tuple[str, str]:
@@ -65,11 +71,14 @@ def test_every_invalid_fixture_is_refused_by_the_server_or_marked_invalid_by_the
         manifest, expected = fixture_in(path, namespace)
         result = dry_run(cluster, manifest, namespace)
         if result.returncode != 0:
-            assert "Error from server" in result.stderr or "error:" in result.stderr, result.stderr
+            assert "invalid" in result.stderr.lower() or "error" in result.stderr.lower(), result.stderr
             refused[path.name] = result.stderr.strip()
-        else:
-            stored[path.name] = (yaml.safe_load(manifest), expected)
+        elif path.name not in VALID_ON_A_CLUSTER:
+            document = yaml.safe_load(manifest)
+            document["metadata"]["name"] = f"invalid-{path.name[:2]}"  # the fixtures share one name
+            stored[path.name] = (document, expected)
     assert set(stored) == OPERATOR_ONLY, f"server refused: {sorted(refused)}"
+    assert not VALID_ON_A_CLUSTER & set(refused)
     for document, _ in stored.values():
         apply(cluster, document)
     for name, (document, expected) in stored.items():

@@ -81,11 +81,11 @@ def objective_schema(with_goal: bool) -> Schema:
 
 def parameter_schema() -> Schema:
     rules = [
-        ("self.type == 'categorical' ? has(self.choices) : (has(self.low) && has(self.high))",
-         "a float or int parameter needs low and high; a categorical one needs choices"),
+        # CEL cannot see `choices` (its items have no single type): the operator checks the categorical rules.
+        ("self.type == 'categorical' || (has(self.low) && has(self.high))",
+         "a float or int parameter needs low and high"),
         ("self.type != 'categorical' || (!has(self.low) && !has(self.high) && !has(self.log) && !has(self.step))",
          "a categorical parameter takes only choices (no low, high, log or step)"),
-        ("self.type == 'categorical' || !has(self.choices)", "choices are only for a categorical parameter"),
         ("!has(self.low) || !has(self.high) || self.low < self.high", "low must be < high"),
         ("!has(self.log) || !self.log || !has(self.low) || self.low > 0.0", "low must be > 0 when log is true"),
         ("!has(self.log) || !self.log || !has(self.step)", "log and step cannot both be set"),
@@ -160,7 +160,7 @@ def tuningjob_spec_schema() -> Schema:
                     "options": free_form("Keyword arguments of the Optuna sampler (e.g. n_startup_trials for "
                                          "tpe); checked against Optuna by the operator."),
                 },
-                default={},
+                default={"name": spec.DEFAULTS["sampler"]["name"]},
             ),
             "pruner": obj(
                 "How running trials are stopped early from their intermediate values (an Optuna pruner).",
@@ -172,7 +172,7 @@ def tuningjob_spec_schema() -> Schema:
                     "metric": metric_name("The metric the pruner judges; one of the objectives. Required with "
                                           "objectives, defaults to the single objective's metric."),
                 },
-                default={},
+                default={"name": spec.DEFAULTS["pruner"]["name"]},
             ),
             "budget": obj(
                 "How many trials, how many at once, and when to give up.",
@@ -188,7 +188,7 @@ def tuningjob_spec_schema() -> Schema:
                     "activeDeadlineSeconds": integer("The job fails (reason DeadlineExceeded) this many seconds "
                                                      "after it started. Unset: no deadline.", minimum=1),
                 },
-                default={},
+                default={key: value for key, value in budget_defaults.items() if value is not None},
                 **{"x-kubernetes-validations": [
                     {"rule": "self.parallelism <= self.maxTrials", "message": "parallelism must be <= maxTrials"},
                 ]},
@@ -216,7 +216,7 @@ def tuningjob_spec_schema() -> Schema:
                     "url": string("Base URL of the Prometheus server (type prometheus only), e.g. "
                                   "http://prometheus:9090.", pattern="^https?://.+", maxLength=2048),
                 },
-                default={},
+                default={"type": spec.DEFAULTS["metricsSource"]["type"]},
                 **{"x-kubernetes-validations": [
                     {"rule": "self.type == 'prometheus' ? has(self.url) : !has(self.url)",
                      "message": "url is required for type prometheus and only allowed there"},
@@ -293,7 +293,6 @@ def trial_schema() -> Schema:
         {
             "apiVersion": string("The API version of this object (ktune.dev/v1alpha1)."),
             "kind": string("Trial."),
-            "metadata": {"type": "object", "description": "Standard object metadata."},
             "spec": obj(
                 "What the trial is; never changes after creation.",
                 {
@@ -344,7 +343,6 @@ def tuningjob_schema() -> Schema:
         {
             "apiVersion": string("The API version of this object (ktune.dev/v1alpha1)."),
             "kind": string("TuningJob."),
-            "metadata": {"type": "object", "description": "Standard object metadata."},
             "spec": tuningjob_spec_schema(),
             "status": tuningjob_status_schema(),
         },
