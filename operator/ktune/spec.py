@@ -866,6 +866,8 @@ def _read_yaml(path: str | os.PathLike[str]) -> Any:
         raise SpecError([f"{os.fspath(path)}: not UTF-8 text: {error.reason}"]) from None
     except yaml.YAMLError as error:
         raise SpecError([f"{os.fspath(path)}: not valid YAML: {_yaml_error_text(error)}"]) from None
+    except RecursionError:
+        raise SpecError([f"{os.fspath(path)}: nested too deeply to be a TuningJob"]) from None
     if len(documents) != 1:
         raise SpecError([f"{os.fspath(path)}: must hold exactly one TuningJob document (got {len(documents)})"])
     return documents[0]

@@ -221,3 +221,10 @@ def test_option_values_that_would_fail_mid_job_are_refused_up_front(field: str, 
     raw["spec"][field] = value
     (found,) = validate_tuningjob(raw)
     assert found.startswith(problem)
+
+
+def test_absurdly_nested_yaml_is_refused_not_crashed_on(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text("spec: " + "[" * 20000 + "]" * 20000 + "\n")
+    with pytest.raises(SpecError, match=r"deep\.yaml: nested too deeply"):
+        load_tuningjob(path)
