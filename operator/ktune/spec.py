@@ -890,6 +890,10 @@ def load_tuningjob(source: str | os.PathLike[str] | Mapping[str, Any]) -> Tuning
     return job
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 def validate_files(paths: Sequence[str | os.PathLike[str]]) -> int:
     """`ktune validate`: print each file's verdict and problems; 0 when every file is valid, else 1."""
     failed = 0
@@ -898,10 +902,10 @@ def validate_files(paths: Sequence[str | os.PathLike[str]]) -> int:
             job = load_tuningjob(path)
         except SpecError as error:
             failed += 1
-            print(f"{os.fspath(path)}: invalid ({len(error.problems)} problem{'s' * (len(error.problems) != 1)})")
+            print(f"{os.fspath(path)}: invalid ({_count(len(error.problems), 'problem')})")
             for problem in error.problems:
                 print(f"  {problem}")
         else:
-            print(f"{os.fspath(path)}: valid TuningJob {job.name} ({len(job.spec.parameters)} parameters, "
+            print(f"{os.fspath(path)}: valid TuningJob {job.name} ({_count(len(job.spec.parameters), 'parameter')}, "
                   f"sampler {job.spec.sampler.name}, pruner {job.spec.pruner.name})")
     return 1 if failed else 0

@@ -167,7 +167,7 @@ def test_validate_files_prints_each_verdict_and_returns_1_when_any_is_invalid(
     bad = CORPUS / "invalid" / "16-log-with-zero-low.yaml"
     assert validate_files([good, bad]) == 1
     out = capsys.readouterr().out
-    assert f"{good}: valid TuningJob minimal" in out
+    assert f"{good}: valid TuningJob minimal (1 parameter, sampler tpe, pruner none)" in out
     assert f"{bad}: invalid (1 problem)" in out
     assert "  spec.parameters[0]: low must be > 0 when log is true (got 0.0)" in out
     assert validate_files([good]) == 0
