@@ -787,6 +787,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ip-octet", type=int, default=10, help="pod IPs are 127.<ip-octet>.x.y")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # connection retries while the API server restarts
     api = kubernetes.config.new_client_from_config(config_file=args.kubeconfig)
     capacity = {"cpu": args.cpu, "memory": args.memory, "pods": args.pods, "nvidia.com/gpu": args.gpus}
     agent = NodeAgent(api, args.node_name, args.workdir, capacity, args.ip_octet)
