@@ -63,6 +63,11 @@ PARAMETER_TYPES = ("float", "int", "categorical")
 METRICS_SOURCE_TYPES = ("direct", "prometheus")
 # Samplers that optimise one objective only (Optuna refuses or ignores the others).
 SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
+# Options Optuna still accepts but no longer acts on: a job that sets them would not do what it says.
+IGNORED_OPTIONS: dict[tuple[str, str], str] = {
+    ("cmaes", "restart_strategy"): "deprecated in Optuna 4.4, restarts moved to OptunaHub",
+    ("cmaes", "inc_popsize"): "deprecated in Optuna 4.4, restarts moved to OptunaHub",
+}
 # Option ranges Optuna's constructors leave unchecked (a bad value would fail or misbehave mid-job):
 # (sampler or pruner, option) -> (minimum, whether the minimum itself is allowed).
 OPTION_MINIMUMS: dict[tuple[str, str], tuple[float, bool]] = {
@@ -541,6 +546,8 @@ def _check_options(check: _Checker, path: str, kind: str, name: str, cls: type, 
             check.problem(f"{path}.{key}", "set by ktune, not an option (use spec.sampler.seed)")
         elif key in reserved:
             check.problem(f"{path}.{key}", "set by ktune from spec.parameters, not an option")
+        elif (name, key) in IGNORED_OPTIONS:
+            check.problem(f"{path}.{key}", f"Optuna ignores this option ({IGNORED_OPTIONS[name, key]}); remove it")
         elif key not in allowed:
             listed = ", ".join(sorted(allowed)) or "none"
             check.problem(f"{path}.{key}", f"unknown option for {kind} {name}{did_you_mean(key, allowed)} "
@@ -744,32 +751,22 @@ def _check_sampler_fits(check: _Checker, sampler: dict[str, Any], parameters: tu
         if points > MAX_GRID_POINTS:
             check.problem("spec.parameters", f"grid has too many points: at most {MAX_GRID_POINTS} (got {points})")
             return
-    _check_builds(check, "spec.sampler.options", sampler["options"],
+    _check_builds(check, "spec.sampler.options",
                   lambda: build_sampler(name, sampler["options"], sampler["seed"], parameters))
 
 
-def _check_builds(check: _Checker, path: str, options: Mapping[str, Any], build: Callable[[], Any]) -> None:
-    """Construct the Optuna object: its errors, and deprecation warnings about options the user set.
-
-    Deprecated options are refused: some are already ignored (cmaes `restart_strategy`), the others go in
-    Optuna 6, and a job should not change meaning when Optuna is upgraded.
-    """
+def _check_builds(check: _Checker, path: str, build: Callable[[], Any]) -> None:
+    """Construct the Optuna object once, so that the values its constructor refuses are named now."""
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             build()
     except Exception as error:  # Optuna's constructors raise ValueError/TypeError/AssertionError on bad values
         check.problem(path, f"refused by Optuna: {error}")
-        return
-    for warning in caught:
-        if issubclass(warning.category, FutureWarning | DeprecationWarning):
-            named = [key for key in options if f"`{key}`" in str(warning.message)]
-            for key in named:
-                check.problem(f"{path}.{key}", f"deprecated by Optuna, remove it: {warning.message}")
 
 
 def _check_pruner_builds(check: _Checker, pruner: dict[str, Any]) -> None:
-    _check_builds(check, "spec.pruner.options", pruner["options"],
+    _check_builds(check, "spec.pruner.options",
                   lambda: build_pruner(pruner["name"], pruner["options"]))
 
 

@@ -209,7 +209,7 @@ def test_explicit_nulls_mean_the_default() -> None:
      "spec.sampler.options.n_ei_candidates: must be >= 1 (got 0)"),
     ("sampler", {"name": "cmaes", "options": {"sigma0": 0.0}}, "spec.sampler.options.sigma0: must be > 0 (got 0.0)"),
     ("sampler", {"name": "cmaes", "options": {"restart_strategy": "ipop"}},
-     "spec.sampler.options.restart_strategy: deprecated by Optuna, remove it: `restart_strategy` has been"),
+     "spec.sampler.options.restart_strategy: Optuna ignores this option (deprecated in Optuna 4.4"),
     ("pruner", {"name": "hyperband", "options": {"reduction_factor": 1}},
      "spec.pruner.options.reduction_factor: must be >= 2 (got 1)"),
     ("sampler", {"name": "nsga2", "options": {"population_size": 1}},
