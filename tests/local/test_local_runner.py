@@ -1,6 +1,7 @@
 """The local runner driving the real engine, with the stand-in trainer as trial processes."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,8 @@ def test_every_trial_writes_its_results_logs_and_plots(tmp_path: Path):
         assert (run_dir / "plots" / f"{plot}.png").stat().st_size > 1000
     assert "stand-in trial 2 attempt 1" in (run_dir / "trials" / "0002" / "log.txt").read_text()
     assert (run_dir / "optuna-journal.log").stat().st_size > 0
-    assert "test_score" in outcome.summary and f"Best trial {best_row['number']}" in outcome.summary
+    assert f"Best trial {best_row['number']}" in outcome.summary
+    assert re.search(r"\n  score +[0-9.]+ +[0-9.]+\n", outcome.summary), "score with validation and test values"
 
 
 def test_a_failed_attempt_is_retried_under_the_same_number_with_the_same_params(tmp_path: Path):
