@@ -260,6 +260,8 @@ class Cluster:
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
     ) -> subprocess.CompletedProcess:
         """Run kubectl against this cluster; with ``check`` a non-zero exit raises with kubectl's stderr."""
+        if shutil.which("kubectl") is None:
+            raise ControlPlaneError("kubectl is not on PATH: apt-get install kubectl (v1.32-1.34 fit the v1.33 server)")
         argv = ["kubectl", f"--kubeconfig={self.kubeconfig}", *args]
         result = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout, check=False)
         if check and result.returncode != 0:
