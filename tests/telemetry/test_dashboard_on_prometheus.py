@@ -18,7 +18,15 @@ from typing import Any
 import pytest
 
 from tests.cluster.controlplane import Cluster, free_port
-from tests.operator.operator_harness import KTUNE, ROOT, apply, install_manifests, stand_in_job, wait_finished
+from tests.operator.operator_harness import (
+    KTUNE,
+    ROOT,
+    apply,
+    install_manifests,
+    stand_in_job,
+    trials_of,
+    wait_finished,
+)
 from tests.telemetry.prometheus_server import (
     RATE_INTERVAL,
     PrometheusServer,
@@ -32,6 +40,7 @@ DASHBOARD = ROOT / "charts" / "ktune" / "dashboards" / "ktune.json"
 OPERATOR_JOB = "ktune-operator"
 JOB = "dash"
 MAX_TRIALS = 6
+FAIL_ABOVE = 0.9  # trials whose x is above fail (the seeded sampler draws one such x in six trials)
 PARAMETERS = [
     {"name": "x", "type": "float", "low": 0.0, "high": 1.0},
     {"name": "layers", "type": "int", "low": 1, "high": 4},
@@ -73,27 +82,32 @@ def tuned(cluster: Cluster, node_agent: object, namespace: str, tmp_path: Path) 
         with TrialPodTargets(cluster.api, namespace, prometheus.file_sd) as targets:
             start = time.time()
             apply(cluster, stand_in_job(JOB, namespace, parameters=PARAMETERS,
-                                        args=["--steps", "6", "--step-seconds", "0.5"],
+                                        args=["--steps", "6", "--step-seconds", "0.5", "--fail-above", str(FAIL_ABOVE)],
                                         budget={"maxTrials": MAX_TRIALS, "parallelism": 2}))
             job = wait_finished(cluster, namespace, JOB, timeout=240)
             assert job["status"]["phase"] == "Succeeded", (job["status"], log_path.read_text()[-4000:])
+            states = {n: (t["spec"]["params"]["x"], t["status"]["state"], t["status"].get("reason"),
+                          t["status"].get("message")) for n, t in trials_of(cluster, namespace, JOB).items()}
+            failed = sorted(n for n, (x, *_) in states.items() if x > FAIL_ABOVE)
+            assert [n for n, (_, state, *_) in sorted(states.items()) if state != "Succeeded"] == failed, states
             assert targets.seen, "no running trial pod was ever seen to scrape"
-            wait_until_scraped(prometheus, namespace)
-        yield {"prometheus": prometheus, "namespace": namespace, "start": start, "end": time.time()}
+            scraped_at = wait_until_scraped(prometheus, namespace)
+        # Range queries end one step after the scrape that saw the finished job, so they include it.
+        yield {"prometheus": prometheus, "namespace": namespace, "start": start, "end": scraped_at + 1}
     finally:
         operator.terminate()
         operator.wait(timeout=30)
         prometheus.stop()
 
 
-def wait_until_scraped(prometheus: PrometheusServer, namespace: str, timeout: float = 30) -> None:
-    """Until Prometheus holds the operator's final counts of the finished job."""
-    expr = f'sum(ktune_trials_total{{namespace="{namespace}", tuningjob="{JOB}"}})'
+def wait_until_scraped(prometheus: PrometheusServer, namespace: str, timeout: float = 30) -> float:
+    """The time of the first scrape that holds the operator's final counts of the finished job."""
+    expr = f'sum(ktune_trials_total{{namespace="{namespace}", tuningjob="{JOB}"}}) == {MAX_TRIALS}'
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        values = finite_values(prometheus.query(expr))
-        if values and values[0] == MAX_TRIALS:
-            return
+        result = prometheus.query(f"timestamp({expr})")
+        if result:
+            return float(result[0]["value"][1])
         time.sleep(0.5)
     raise AssertionError(f"Prometheus never saw {MAX_TRIALS} finished trials:\n{prometheus.log()}")
 
@@ -126,6 +140,9 @@ def test_every_dashboard_panel_and_variable_returns_data_from_a_real_prometheus(
     assert answers["Trials by state [A]"] and sum(answers["Trials by state [A]"]) == MAX_TRIALS
     assert answers["Trials by state [B]"] == [0]
     assert answers["Operator up [A]"] == [1]
+    assert answers["Running trials [A]"][-1] == 0
+    assert max(answers["Pruned and failed share [A]"]) > 0, "the trials with x > 0.9 fail (seeded sampler)"
+    assert answers["Best value over time [A]"][-1] == max(answers["Objective by trial number [A]"])
 
 
 def assert_variables_offer_the_run(prometheus: PrometheusServer, dashboard: dict[str, Any], namespace: str) -> None:
