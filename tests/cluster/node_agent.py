@@ -613,7 +613,8 @@ class NodeAgent:
         if deleting:
             self.delete_now(pod)
 
-    def termination_message(self, container: dict, pod_dir: Path, exit_code: int) -> str:
+    @staticmethod
+    def termination_message(container: dict, pod_dir: Path, exit_code: int) -> str:
         path = pod_dir / "termination-log"
         message = path.read_bytes()[-MAX_MESSAGE_BYTES:] if path.exists() else b""
         fallback = container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
