@@ -48,13 +48,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from ktune import __version__
+from ktune.engine import TrialState
 
 if TYPE_CHECKING:
     from ktune.engine import TrialRecord
 
 DEFAULT_TRIAL_SERIES_CAP = 20
-FINISHED_STATES = ("Succeeded", "Pruned", "Failed")
-RUNNING_STATE = "Running"
+FINISHED_STATES = (TrialState.SUCCEEDED, TrialState.PRUNED, TrialState.FAILED)
 # Trials run for minutes to hours; the small buckets keep short smoke-test trials readable.
 TRIAL_DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400)
 RECONCILE_DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -90,8 +90,8 @@ def job_snapshot(
     records: Sequence[TrialRecord], best: TrialRecord | None, objective_metric: str | None, cap: int
 ) -> JobSnapshot:
     """Reduce a job's trial records to the bounded set of numbers that the collector exposes."""
-    states = [str(r.state) for r in records]
-    succeeded = [r for r in records if str(r.state) == "Succeeded"]
+    states = [r.state for r in records]
+    succeeded = [r for r in records if r.state == TrialState.SUCCEEDED]
     latest = sorted(succeeded, key=lambda r: r.number)[-cap:] if cap > 0 else []
     trial_values = tuple(
         (r.number, metric, float(value)) for r in latest for metric, value in final_metrics(r, objective_metric)
@@ -104,13 +104,13 @@ def job_snapshot(
     durations = {
         state: DurationHistogram.of([
             r.finished_at - r.started_at for r in records
-            if str(r.state) == state and r.started_at is not None and r.finished_at is not None
+            if r.state == state and r.started_at is not None and r.finished_at is not None
         ])
-        for state in FINISHED_STATES
+        for state in map(str, FINISHED_STATES)
     }
     return JobSnapshot(
-        finished={state: states.count(state) for state in FINISHED_STATES},
-        running=states.count(RUNNING_STATE),
+        finished={str(state): states.count(state) for state in FINISHED_STATES},
+        running=states.count(TrialState.RUNNING),
         best=(objective_metric, best_value) if objective_metric and best_value is not None else None,
         trial_values=trial_values,
         trial_params=trial_params,
