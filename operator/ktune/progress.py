@@ -61,7 +61,10 @@ class Progress:
 
     def update(self, snapshot: ProgressSnapshot) -> None:
         """Refresh the status line."""
-        self._status = snapshot.line()
+        line = snapshot.line()
+        if line == self._status:
+            return
+        self._status = line
         if self._tty:
             self._stream.write(_CLEAR_LINE + self._fit(self._status))
             self._stream.flush()
