@@ -1,13 +1,9 @@
-"""A real Prometheus (Debian's `prometheus` package) for tests: loopback only, data in a temp dir.
-
-Trial pods are found the way a PodMonitor finds them: pods labelled app.kubernetes.io/managed-by=ktune,
-their IP and metrics port, with the labels the chart's relabelling gives (namespace, tuningjob, trial).
-`TrialPodTargets` writes them into a file_sd file that Prometheus rereads every second.
-"""
+"""A real Prometheus (Debian's `prometheus` package) for tests: loopback only, data in a temp dir."""
 
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -19,8 +15,6 @@ from typing import Any
 
 import kubernetes
 
-from ktune import contract
-from ktune.operator.pods import METRICS_PORT_NAME
 from tests.cluster.controlplane import free_port
 
 SCRAPE_INTERVAL = "1s"
@@ -29,22 +23,16 @@ RATE_INTERVAL = "4s"
 
 
 class PrometheusServer:
-    """`prometheus` as a subprocess scraping `static_targets` (job name -> host:port) and a file_sd file."""
+    """`prometheus` as a subprocess with the given scrape configs (Prometheus' own YAML schema, as dicts)."""
 
-    def __init__(self, workdir: Path, static_targets: dict[str, str], file_sd_job: str) -> None:
+    def __init__(self, workdir: Path, scrape_configs: list[dict[str, Any]]) -> None:
         binary = shutil.which("prometheus")
         if binary is None:
             raise AssertionError("no prometheus binary: run scripts/ensure-debian-packages prometheus=prometheus "
                                  "(scripts/test does) or apt-get install prometheus")
-        self.workdir = workdir
-        self.file_sd = workdir / "trial-targets.json"
-        self.file_sd.write_text("[]")
+        workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        scrape_configs = [{"job_name": job, "static_configs": [{"targets": [target]}]}
-                          for job, target in static_targets.items()]
-        scrape_configs.append({"job_name": file_sd_job,
-                               "file_sd_configs": [{"files": [str(self.file_sd)], "refresh_interval": "1s"}]})
         config = workdir / "prometheus.yml"
         config.write_text(json.dumps({"global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": "1s"},
                                       "scrape_configs": scrape_configs}))
@@ -106,44 +94,69 @@ def finite_values(result: list[dict[str, Any]]) -> list[float]:
     return [float(v) for _, v in pairs if math.isfinite(float(v))]
 
 
-class TrialPodTargets:
-    """Keeps `file_sd` listing the running trial pods of `namespace` (what the chart's PodMonitor selects)."""
+def pod_monitor_scrape_config(job_name: str, pod_monitor: dict[str, Any], file_sd: Path) -> dict[str, Any]:
+    """The scrape config prometheus-operator makes of a PodMonitor (the parts ktune's uses), over a file_sd file.
 
-    def __init__(self, api: kubernetes.client.ApiClient, namespace: str, file_sd: Path) -> None:
+    Debian's Prometheus is built without Kubernetes discovery, so `TrialPodTargets` discovers the pods
+    and writes them with the `__meta_kubernetes_*` labels Kubernetes discovery would give; the port
+    selection, prometheus-operator's namespace/pod/container labels and the monitor's own relabelings
+    then run in Prometheus as they would on a cluster.
+    """
+    endpoint = pod_monitor["spec"]["podMetricsEndpoints"][0]
+    relabel_configs = [
+        {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": endpoint["port"],
+         "action": "keep"},
+        {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+        {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+        {"source_labels": ["__meta_kubernetes_pod_container_name"], "target_label": "container"},
+        *({re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), key): value for key, value in rule.items()}
+          for rule in endpoint.get("relabelings", [])),
+    ]
+    return {
+        "job_name": job_name,
+        "metrics_path": endpoint.get("path", "/metrics"),
+        "file_sd_configs": [{"files": [str(file_sd)], "refresh_interval": "1s"}],
+        "relabel_configs": relabel_configs,
+    }
+
+
+def meta_label_name(label: str) -> str:
+    """A pod label as Kubernetes discovery names it: ktune.dev/trial -> __meta_kubernetes_pod_label_ktune_dev_trial."""
+    return "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", label)
+
+
+class TrialPodTargets:
+    """Keeps `file_sd` listing the running pods that `pod_monitor` selects in `namespace`, one target per port."""
+
+    def __init__(self, api: kubernetes.client.ApiClient, namespace: str, pod_monitor: dict[str, Any],
+                 file_sd: Path) -> None:
         self.core = kubernetes.client.CoreV1Api(api)
         self.namespace = namespace
+        self.selector = ",".join(f"{k}={v}" for k, v in pod_monitor["spec"]["selector"]["matchLabels"].items())
         self.file_sd = file_sd
-        self.seen: set[str] = set()
+        self.file_sd.write_text("[]")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="trial-pod-targets", daemon=True)
-
-    def __enter__(self) -> "TrialPodTargets":
         self._thread.start()
-        return self
 
-    def __exit__(self, *_: object) -> None:
+    def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
         while not self._stop.wait(0.3):
-            pods = self.core.list_namespaced_pod(
-                self.namespace, label_selector=f"{contract.LABEL_MANAGED_BY}={contract.MANAGED_BY}").items
-            groups = [self._target_group(pod) for pod in pods if pod.status.phase == "Running" and pod.status.pod_ip]
-            self._write([g for g in groups if g is not None])
+            pods = self.core.list_namespaced_pod(self.namespace, label_selector=self.selector).items
+            groups = [group for pod in pods if pod.status.phase == "Running" and pod.status.pod_ip
+                      for group in self._target_groups(pod)]
+            partial = self.file_sd.with_suffix(".partial")
+            partial.write_text(json.dumps(groups))
+            os.replace(partial, self.file_sd)
 
-    def _target_group(self, pod: kubernetes.client.V1Pod) -> dict[str, Any] | None:
-        port = next((p.container_port for c in pod.spec.containers for p in c.ports or []
-                     if p.name == METRICS_PORT_NAME), None)
-        if port is None:
-            return None
-        self.seen.add(pod.metadata.name)
-        labels = pod.metadata.labels
-        return {"targets": [f"{pod.status.pod_ip}:{port}"],
-                "labels": {"namespace": self.namespace, "pod": pod.metadata.name,
-                           "tuningjob": labels[contract.LABEL_TUNINGJOB], "trial": labels[contract.LABEL_TRIAL]}}
-
-    def _write(self, groups: list[dict[str, Any]]) -> None:
-        partial = self.file_sd.with_suffix(".partial")
-        partial.write_text(json.dumps(groups))
-        os.replace(partial, self.file_sd)
+    def _target_groups(self, pod: kubernetes.client.V1Pod) -> list[dict[str, Any]]:
+        meta = {"__meta_kubernetes_namespace": pod.metadata.namespace,
+                "__meta_kubernetes_pod_name": pod.metadata.name,
+                **{meta_label_name(k): v for k, v in (pod.metadata.labels or {}).items()}}
+        return [{"targets": [f"{pod.status.pod_ip}:{port.container_port}"],
+                 "labels": {**meta, "__meta_kubernetes_pod_container_name": container.name,
+                            "__meta_kubernetes_pod_container_port_name": port.name or ""}}
+                for container in pod.spec.containers for port in container.ports or []]

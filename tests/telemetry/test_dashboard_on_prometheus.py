@@ -1,9 +1,10 @@
 """Every Grafana dashboard panel returns data from a real Prometheus scraping a real operator run.
 
 On the test control plane: `ktune operator --metrics-port` runs a small TuningJob of stand-in trials
-(pods run by the test node agent on 127.0.x.y addresses); Prometheus scrapes the operator and, like the
-chart's PodMonitor, each running trial pod. Then each panel's PromQL, with the template variables
-substituted as Grafana would, is run against Prometheus' HTTP API.
+(pods run by the test node agent on 127.0.x.y addresses). Prometheus scrapes the operator and the trial
+pods, with the chart's PodMonitor turned into a scrape config as prometheus-operator would (the test
+finds the pods through the API server, see `TrialPodTargets`). Then each panel's PromQL, with the
+template variables substituted as Grafana would, is run against Prometheus' HTTP API.
 """
 
 import json
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.chart.helm import one, render
 from tests.cluster.controlplane import Cluster, free_port
 from tests.operator.operator_harness import (
     KTUNE,
@@ -32,6 +34,7 @@ from tests.telemetry.prometheus_server import (
     PrometheusServer,
     TrialPodTargets,
     finite_values,
+    pod_monitor_scrape_config,
 )
 
 pytestmark = pytest.mark.cluster
@@ -68,33 +71,37 @@ def tuned(cluster: Cluster, node_agent: object, namespace: str, tmp_path: Path) 
     """A finished TuningJob whose whole run Prometheus scraped; yields the server and the run's window."""
     kubeconfig = install_manifests(cluster)
     metrics_port = free_port()
+    pod_monitor = one(render("--set", "metrics.trialPodMonitor.enabled=true",
+                             "--set", f"watchNamespaces={{{namespace}}}"), "PodMonitor")
+    file_sd = tmp_path / "trial-pods.json"
+    targets = TrialPodTargets(cluster.api, namespace, pod_monitor, file_sd)
+    prometheus = PrometheusServer(tmp_path / "prometheus", [
+        {"job_name": OPERATOR_JOB, "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]},
+        pod_monitor_scrape_config("ktune-trials", pod_monitor, file_sd),
+    ])
     log_path = tmp_path / "operator.log"
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1",
            "KTUNE_OPERATOR_RECONCILE_INTERVAL_SECONDS": "0.5", "KTUNE_OPERATOR_SCRAPE_TIMEOUT_SECONDS": "1"}
-    (tmp_path / "prometheus").mkdir()
-    prometheus = PrometheusServer(tmp_path / "prometheus", {OPERATOR_JOB: f"127.0.0.1:{metrics_port}"},
-                                  file_sd_job="ktune-trials")
     with log_path.open("w") as log:
         operator = subprocess.Popen(
             [str(KTUNE), "operator", "--namespace", namespace, f"--metrics-port={metrics_port}"],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     try:
-        with TrialPodTargets(cluster.api, namespace, prometheus.file_sd) as targets:
-            start = time.time()
-            apply(cluster, stand_in_job(JOB, namespace, parameters=PARAMETERS,
-                                        args=["--steps", "6", "--step-seconds", "0.5", "--fail-above", str(FAIL_ABOVE)],
-                                        budget={"maxTrials": MAX_TRIALS, "parallelism": 2}))
-            job = wait_finished(cluster, namespace, JOB, timeout=240)
-            assert job["status"]["phase"] == "Succeeded", (job["status"], log_path.read_text()[-4000:])
-            states = {n: (t["spec"]["params"]["x"], t["status"]["state"], t["status"].get("reason"),
-                          t["status"].get("message")) for n, t in trials_of(cluster, namespace, JOB).items()}
-            failed = sorted(n for n, (x, *_) in states.items() if x > FAIL_ABOVE)
-            assert [n for n, (_, state, *_) in sorted(states.items()) if state != "Succeeded"] == failed, states
-            assert targets.seen, "no running trial pod was ever seen to scrape"
-            scraped_at = wait_until_scraped(prometheus, namespace)
+        start = time.time()
+        apply(cluster, stand_in_job(JOB, namespace, parameters=PARAMETERS,
+                                    args=["--steps", "6", "--step-seconds", "0.5", "--fail-above", str(FAIL_ABOVE)],
+                                    budget={"maxTrials": MAX_TRIALS, "parallelism": 2}))
+        job = wait_finished(cluster, namespace, JOB, timeout=240)
+        assert job["status"]["phase"] == "Succeeded", (job["status"], log_path.read_text()[-4000:])
+        states = {n: (t["spec"]["params"]["x"], t["status"]["state"], t["status"].get("reason"),
+                      t["status"].get("message")) for n, t in trials_of(cluster, namespace, JOB).items()}
+        failed = sorted(n for n, (x, *_) in states.items() if x > FAIL_ABOVE)
+        assert [n for n, (_, state, *_) in sorted(states.items()) if state != "Succeeded"] == failed, states
+        scraped_at = wait_until_scraped(prometheus, namespace)
         # Range queries end one step after the scrape that saw the finished job, so they include it.
         yield {"prometheus": prometheus, "namespace": namespace, "start": start, "end": scraped_at + 1}
     finally:
+        targets.stop()
         operator.terminate()
         operator.wait(timeout=30)
         prometheus.stop()
