@@ -18,6 +18,9 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 # Small enough for a trial to train in about a minute on two CPU cores, big enough to learn
 # synonyms and categories that BM25 cannot see.
 TINY_BERT_SIZE = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128}
+# BERT's usual 0.02 leaves a model this small on a long plateau before it learns to match query
+# tokens with product tokens; a wider initialisation breaks that symmetry within a few hundred steps.
+TINY_BERT_INITIALIZER_RANGE = 0.2
 TINY_VOCAB_SIZE = 4000
 # Config attributes that hold dropout probabilities in common encoder architectures.
 DROPOUT_ATTRIBUTES = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout")
@@ -81,6 +84,7 @@ def build_tiny_bert(texts: Iterable[str], max_length: int, dropout: float) -> Ra
         attention_probs_dropout_prob=dropout,
         num_labels=1,
         pad_token_id=tokenizer.pad_token_id,
+        initializer_range=TINY_BERT_INITIALIZER_RANGE,
         **TINY_BERT_SIZE,
     )
     return Ranker(BertForSequenceClassification(config), tokenizer, TINY_BERT)
