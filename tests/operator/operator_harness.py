@@ -3,6 +3,7 @@ with the operator ServiceAccount's own token, build TuningJobs around the stand-
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -86,7 +87,9 @@ def stand_in_job(name: str, namespace: str, parameters: list[dict] | None = None
                  **spec: Any) -> dict[str, Any]:
     """A TuningJob whose trials run tests/stand_in_trainer.py (score = 1 - (x - 0.3)^2, best at x = 0.3)."""
     budget = spec.pop("budget", {"maxTrials": 4, "parallelism": 2})
-    trial = {"retries": spec.pop("retries", 0), "metricsPort": 9100, "template": {"spec": {"containers": [{
+    # A random port: test sessions running side by side on one machine give pods the same loopback addresses.
+    port = random.randint(20000, 60000)
+    trial = {"retries": spec.pop("retries", 0), "metricsPort": port, "template": {"spec": {"containers": [{
         "name": "trainer",
         "image": "ktune/stand-in:test",  # ignored by the test node agent, which runs the command locally
         "command": [sys.executable, str(STAND_IN)],

@@ -120,6 +120,9 @@ def test_a_tuningjob_of_real_tiny_bert_trials_succeeds_with_the_best_learning_ra
     assert 1.0e-4 <= status["bestTrial"]["params"]["learning_rate"] <= 3.0e-3
     assert 0.0 < status["bestTrial"]["value"] <= 1.0
     assert {"ndcg_at_10", "mrr_at_10", "eval_loss", "test_ndcg_at_10"} <= set(status["bestTrial"]["metrics"])
+    # What a user sees (pytest -s shows it; the report quotes it).
+    print(cluster.kubectl("get", "tuningjobs,trials", "-A").stdout)
+    print(cluster.kubectl("describe", "tuningjob", "tiny-bert", "-n", namespace).stdout)
 
 
 def test_pruning_reads_the_trials_metrics_and_deletes_the_pruned_pod(
