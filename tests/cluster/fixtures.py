@@ -10,6 +10,9 @@
   whose own nodes run the pods.
 - `namespace` (function): a fresh namespace whose `default` ServiceAccount exists (pods can be created
   at once); deleted after the test.
+
+Logs: <pytest basetemp>/cluster0/logs/{etcd,kube-apiserver,kube-controller-manager}.log and
+<basetemp>/cluster0/nodes/<node>/agent.log, pods/<ns>_<pod>_<uid>/container.log (`--basetemp=DIR` pins it).
 """
 
 import os

@@ -86,3 +86,23 @@ def test_on_failure_pod_is_restarted_until_it_succeeds(
     assert got.status.phase == "Succeeded"
     assert status.restart_count == 1
     assert status.last_state.terminated.exit_code == 3
+
+
+def test_job_controller_runs_a_job_to_completion_through_the_node_agent(
+    cluster: Cluster, gpu_node: NodeAgentProcess, namespace: str
+) -> None:
+    template = pod("unused", "print('job done')")
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "once"},
+        "spec": {"backoffLimit": 0, "template": {"spec": template["spec"]}},
+    }
+    batch = kubernetes.client.BatchV1Api(cluster.api)
+    batch.create_namespaced_job(namespace, job)
+
+    def complete() -> bool:
+        conditions = batch.read_namespaced_job_status("once", namespace).status.conditions or []
+        return any(c.type == "Complete" and c.status == "True" for c in conditions)
+
+    wait_until(complete, "the Job to complete", timeout=90)
