@@ -60,7 +60,7 @@ class FakeCluster:
         self.pods[name] = created
         return copy.deepcopy(created)
 
-    def delete_pod(self, namespace: str, name: str) -> None:
+    def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None:
         if self.pods.pop(name, None) is not None:
             self.deleted_pods.append(name)
 

@@ -45,6 +45,7 @@ class LiveTrial:
     trial: dict[str, Any]  # the Trial object (for its name and uid, the pods' owner)
     attempts: int = 0
     last_step: int | None = None
+    metrics_silent_since: float | None = None  # when the current attempt's metrics last stopped answering
 
 
 @dataclass
@@ -209,7 +210,10 @@ class JobReconciler:
             reason, message = _failure_of(pod)
             self._attempt_failed(body, state, number, reason, message, now)
         elif pod["metadata"].get("deletionTimestamp"):
-            return
+            lost = self._lost_reason(pod, now)
+            if lost is not None:
+                self.cluster.delete_pod(_namespace(body), pod["metadata"]["name"], grace_seconds=0)
+                self._attempt_failed(body, state, number, *lost, now)
         elif phase == "Running":
             self._read_metrics(body, state, number, pod, now)
         else:
@@ -235,6 +239,7 @@ class JobReconciler:
             self._finish_trial(body, state, state.engine.tell_failed(number, "PodRejected", str(error), now=now))
             return
         live.attempts = attempt
+        live.metrics_silent_since = None
         self._write_trial(body, state, number)
 
     def _attempt_succeeded(
@@ -276,12 +281,15 @@ class JobReconciler:
             else:
                 pod_ip = (pod.get("status") or {}).get("podIP")
                 if not pod_ip:
+                    self._metrics_unanswered(body, state, number, pod, "the pod has no IP", now)
                     return
                 reading = self.scrape(metrics.metrics_url(pod_ip, job.spec.trial.metrics_port), timeout)
         except metrics.MetricsError as error:
             log.debug("%s: trial %d: %s", job.name, number, error)
+            self._metrics_unanswered(body, state, number, pod, str(error), now)
             return
         live = state.live[number]
+        live.metrics_silent_since = None
         if reading.step is None or (live.last_step is not None and reading.step <= live.last_step):
             return
         live.last_step = reading.step
@@ -290,6 +298,32 @@ class JobReconciler:
             self._finish_trial(body, state, record)
         else:
             self._write_trial(body, state, number)
+
+    def _metrics_unanswered(
+        self, body: dict[str, Any], state: JobState, number: int, pod: dict[str, Any], why: str, now: float
+    ) -> None:
+        """Fail the attempt with MetricsUnavailable once its metrics stayed silent for the configured timeout."""
+        live = state.live[number]
+        if live.metrics_silent_since is None:
+            live.metrics_silent_since = now
+            return
+        silent = now - live.metrics_silent_since
+        if silent < self.settings.metrics_unavailable_timeout_seconds:
+            return
+        self.cluster.delete_pod(_namespace(body), pod["metadata"]["name"])
+        message = f"the trial's metrics did not answer for {silent:.0f} s (last error: {why})"
+        self._attempt_failed(body, state, number, "MetricsUnavailable", message, now)
+
+    def _lost_reason(self, pod: dict[str, Any], now: float) -> tuple[str, str] | None:
+        """(reason, message) when a deleted pod stays Terminating long past its grace period: no node confirms
+        the deletion because the node is gone, so the attempt would otherwise wait forever."""
+        grace_ends = epoch(pod["metadata"]["deletionTimestamp"]) or now
+        overdue = now - grace_ends
+        if overdue < self.settings.lost_pod_timeout_seconds:
+            return None
+        node = (pod.get("spec") or {}).get("nodeName") or "no node"
+        return "NodeLost", (f"pod {pod['metadata']['name']} on {node} stayed Terminating {overdue:.0f} s past its "
+                            f"grace period (its node stopped answering); force-deleted it")
 
     def _stuck_reason(self, pod: dict[str, Any], now: float) -> tuple[str, str] | None:
         """(reason, message) when a pending pod has waited too long for its image or for a node."""

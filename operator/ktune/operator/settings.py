@@ -23,6 +23,13 @@ class OperatorSettings:
     unschedulable_timeout_seconds: float = 600.0
     """How long a pod may stay Unschedulable before its attempt counts as failed."""
 
+    metrics_unavailable_timeout_seconds: float = 600.0
+    """How long a running trial's metrics may go unanswered before its attempt fails with MetricsUnavailable."""
+
+    lost_pod_timeout_seconds: float = 120.0
+    """How long a deleted pod may stay Terminating past its grace period (its node is gone, nobody confirms
+    the deletion) before the operator force-deletes it and the attempt fails with NodeLost."""
+
     intermediate_values_kept: int = 100
     """At most this many intermediate values are kept in a Trial's status (the latest ones)."""
 
