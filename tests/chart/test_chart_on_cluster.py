@@ -118,7 +118,9 @@ def test_helm_install_runs_a_tuningjob_to_success_and_uninstall_leaves_only_the_
         "customresourcedefinition.apiextensions.k8s.io/trials.ktune.dev"]
 
     pod = wait_for(lambda: operator_pod(cluster, namespace), 60, "the chart's operator pod to run")
-    apply(cluster, stand_in_job("charted", namespace, budget={"maxTrials": 3, "parallelism": 2}))
+    job = stand_in_job("charted", namespace, budget={"maxTrials": 3, "parallelism": 2})
+    job["spec"]["trial"]["metricsPort"] = free_port()  # pod IPs repeat across test sessions; ports need not
+    apply(cluster, job)
     try:
         job = wait_finished(cluster, namespace, "charted", timeout=180)
     except AssertionError as error:
@@ -130,7 +132,10 @@ def test_helm_install_runs_a_tuningjob_to_success_and_uninstall_leaves_only_the_
     samples = wait_for(lambda: (found := scrape(pod, metrics_port)).get(succeeded) == 3 and found, 30,
                        "the operator's metrics port to count 3 succeeded trials")
     assert samples[("ktune_build_info", (("version", "0.1.0"),))] == 1
+    cluster.kubectl("delete", "tuningjob", "charted", "-n", namespace, "--wait=true", timeout=60)
+    wait_for(lambda: not any(dict(labels).get("tuningjob") == "charted" for _, labels in scrape(pod, metrics_port)),
+             30, "the deleted job's series to leave the operator's metrics")
 
     cluster.helm("uninstall", RELEASE, "--namespace", namespace, "--wait", timeout=120)
     wait_for(lambda: not release_objects(cluster, namespace), 60, "the release's objects to be deleted")
-    assert get(cluster, "tuningjob", namespace, "charted")["status"]["phase"] == "Succeeded"  # CRDs and jobs stay
+    assert cluster.kubectl("get", "crd", "tuningjobs.ktune.dev", "-o", "name").stdout.strip()  # CRDs stay

@@ -88,9 +88,11 @@ def tuned(cluster: Cluster, node_agent: object, namespace: str, tmp_path: Path) 
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     try:
         start = time.time()
-        apply(cluster, stand_in_job(JOB, namespace, parameters=PARAMETERS,
-                                    args=["--steps", "6", "--step-seconds", "0.5", "--fail-above", str(FAIL_ABOVE)],
-                                    budget={"maxTrials": MAX_TRIALS, "parallelism": 2}))
+        job = stand_in_job(JOB, namespace, parameters=PARAMETERS,
+                           args=["--steps", "6", "--step-seconds", "0.5", "--fail-above", str(FAIL_ABOVE)],
+                           budget={"maxTrials": MAX_TRIALS, "parallelism": 2})
+        job["spec"]["trial"]["metricsPort"] = free_port()  # pod IPs repeat across test sessions; ports need not
+        apply(cluster, job)
         job = wait_finished(cluster, namespace, JOB, timeout=240)
         assert job["status"]["phase"] == "Succeeded", (job["status"], log_path.read_text()[-4000:])
         states = {n: (t["spec"]["params"]["x"], t["status"]["state"], t["status"].get("reason"),
