@@ -188,3 +188,17 @@ def test_a_wrong_value_is_refused_by_the_schema_naming_the_key(setting: str, nam
     assert result.returncode != 0
     assert "values don't meet the specifications of the schema" in result.stderr
     assert named in result.stderr
+
+
+def test_without_service_account_and_rbac_creation_the_operator_uses_the_named_account():
+    objects = render("--set", "serviceAccount.create=false", "--set", "serviceAccount.name=platform-operator",
+                     "--set", "rbac.create=false")
+    assert not {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} & set(kinds(objects))
+    assert one(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "platform-operator"
+
+
+def test_a_service_monitor_without_the_metrics_service_is_refused_with_the_reason():
+    result = helm("template", "ktune", str(CHART), "--set", "metrics.service.enabled=false",
+                  "--set", "metrics.serviceMonitor.enabled=true", check=False)
+    assert result.returncode != 0
+    assert "metrics.serviceMonitor.enabled needs metrics.service.enabled" in result.stderr
