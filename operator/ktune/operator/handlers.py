@@ -62,6 +62,8 @@ def build_registry(settings: OperatorSettings, cluster: Cluster, telemetry: Tele
         settings.posting.enabled = False  # our own Events say what happened; kopf's would repeat it per pass
         settings.scanning.disabled = True  # no need to read CustomResourceDefinitions (and no RBAC for it)
         settings.execution.max_workers = operator_settings.max_workers
+        # A job deleted mid-pass keeps kopf's finalizer until its timer exits: look again soon, not in 60 s.
+        settings.background.cancellation_polling = operator_settings.reconcile_interval_seconds
 
     operator_settings = settings
 
