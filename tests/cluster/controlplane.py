@@ -151,6 +151,17 @@ class ControlPlane:
         port = next(a for a in apiserver.argv if a.startswith("--secure-port=")).split("=")[1]
         self._wait_readyz(f"https://127.0.0.1:{port}", pki_dir / "ca.crt", pki_dir / "admin.crt", pki_dir / "admin.key")
 
+    def restart_etcd(self, downtime: float = 0.0) -> None:
+        """Stop etcd, wait ``downtime`` seconds, start it again on the same ports and data; wait for /readyz."""
+        etcd = self.components["etcd"]
+        etcd.stop()
+        time.sleep(downtime)
+        etcd.start()
+        apiserver = self.components["kube-apiserver"]
+        pki_dir = self.workdir / "pki"
+        port = next(a for a in apiserver.argv if a.startswith("--secure-port=")).split("=")[1]
+        self._wait_readyz(f"https://127.0.0.1:{port}", pki_dir / "ca.crt", pki_dir / "admin.crt", pki_dir / "admin.key")
+
     def wait_ready(self, server: str, pki: certs.Pki) -> None:
         self._wait_readyz(server, pki.ca_cert, pki.admin.cert, pki.admin.key)
 
@@ -334,6 +345,12 @@ class Cluster:
         if self.control_plane is None:
             raise ControlPlaneError("restart_apiserver needs the test control plane, not KTUNE_TEST_KUBECONFIG")
         self.control_plane.restart_apiserver(downtime)
+
+    def restart_etcd(self, downtime: float = 0.0) -> None:
+        """Restart etcd under the running kube-apiserver (only for the control plane started by the tests)."""
+        if self.control_plane is None:
+            raise ControlPlaneError("restart_etcd needs the test control plane, not KTUNE_TEST_KUBECONFIG")
+        self.control_plane.restart_etcd(downtime)
 
 
 @dataclass

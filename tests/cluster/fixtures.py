@@ -4,7 +4,7 @@
   tests/cluster/versions.env (run tests/cluster/build-testenv first; scripts/test does), or the cluster
   of the kubeconfig in KTUNE_TEST_KUBECONFIG. A `Cluster`: .kubeconfig, .server, .api (ApiClient),
   .kubectl(*args), .helm(*args), .service_account_kubeconfig(ns, name), .start_node_agent(name, ...),
-  .restart_apiserver().
+  .restart_apiserver(), .restart_etcd().
 - `node_agent` (session): one test node, "ktune-node-0" (8 cpu, 32Gi, 2 nvidia.com/gpu), that runs pods'
   first containers as local processes (see tests/cluster/node_agent.py). None on an existing cluster,
   whose own nodes run the pods.
