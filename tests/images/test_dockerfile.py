@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ktune.cli import build_parser
+
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
 CHART_VALUES = REPO / "charts" / "ktune" / "values.yaml"
@@ -155,6 +157,17 @@ def test_entrypoints_are_the_console_scripts_of_the_package():
     assert exec_form(stages["operator"].last("CMD"))[0] == "operator"
     assert exec_form(stages["trainer"].last("ENTRYPOINT")) == ["ktune-trainer"]
     assert {"ktune", "ktune-trainer"} <= set(scripts)
+
+
+@pytest.mark.parametrize("target", FINAL_STAGES)
+def test_the_default_commands_are_valid_command_lines_of_the_console_scripts():
+    _, stages = parse()
+    operator_args = build_parser().parse_args(exec_form(stages["operator"].last("CMD")))
+    assert operator_args.handler.__name__ == "run_operator_command"
+    trainer = Path(sys.executable).parent / exec_form(stages["trainer"].last("ENTRYPOINT"))[0]
+    result = subprocess.run([trainer, *exec_form(stages["trainer"].last("CMD"))], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("target", FINAL_STAGES)
