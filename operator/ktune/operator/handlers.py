@@ -108,6 +108,7 @@ def _plain(value: Any) -> Any:
 def run_operator(options: RunOptions, settings: OperatorSettings) -> None:
     """Run until interrupted (SIGINT/SIGTERM stop it gracefully)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not one line per job per pass; errors still show
     telemetry = Telemetry()
     if options.metrics_port is not None:
         telemetry.serve(options.metrics_port)
