@@ -159,7 +159,6 @@ def test_entrypoints_are_the_console_scripts_of_the_package():
     assert {"ktune", "ktune-trainer"} <= set(scripts)
 
 
-@pytest.mark.parametrize("target", FINAL_STAGES)
 def test_the_default_commands_are_valid_command_lines_of_the_console_scripts():
     _, stages = parse()
     operator_args = build_parser().parse_args(exec_form(stages["operator"].last("CMD")))
