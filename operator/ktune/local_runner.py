@@ -117,6 +117,8 @@ class LocalRunner:
         state = self.directory.open(self.job, resume=self.options.resume)
         self._attempt_counts = dict(state.attempts)
         self.engine = Engine(self.spec, storage=state.storage, study_name=self.job.name, started_at=state.started_at)
+        if self.spec.metrics_source.type != "direct":
+            self.progress.event("note: metricsSource is for clusters; ktune run scrapes each trial's /metrics directly")
         decision: FinishDecision | None = None
         with self._interruptible():
             try:
