@@ -46,6 +46,7 @@ def test_unknown_fields_are_kept_only_in_free_form_maps_and_choices():
         "tuningjob.spec.pruner.options",
         "tuningjob.spec.sampler.options",
         "tuningjob.spec.trial.template",
+        "tuningjob.spec.warmStart.enqueue[]",
         "tuningjob.status.bestTrial.params",
         "tuningjob.status.paretoFront[].params",
     ]
