@@ -11,14 +11,15 @@ attributes, with synonyms, reordering and a few typos. Candidates are judged by 
 - I (Irrelevant): the rest.
 
 Like the real ESCI candidates (which a lexical engine retrieved), Irrelevant candidates often
-share a brand or a color with the query and complements often mention the query's product in
-their title, so word overlap alone ranks poorly; knowing synonyms and categories ranks well.
+share a brand or a color with the query, half of them are keyword-stuffed listings that repeat
+the query's words, and complements often mention the query's product in their title, so word
+overlap alone ranks poorly; knowing listing patterns, synonyms and categories ranks well.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 LABELS = ("E", "S", "C", "I")
 LABEL_SHARES = {"E": 0.10, "S": 0.40, "C": 0.10, "I": 0.40}
@@ -155,6 +156,11 @@ DESCRIPTION_TEMPLATES = (
     "Meet the {brand} {noun}: {adjective}, {color} and built to last. {sentence}",
     "{adjective} {noun} for everyday use. {sentence}",
 )
+# Irrelevant candidates that are keyword-stuffed listings: a seller appends popular search terms
+# to an unrelated product. They match a query word for word (lexical retrieval's classic
+# failure); what gives them away is the pattern, which a trained ranker can learn.
+STUFFED_SHARE = 0.5
+STUFFING_TERMS = ("best seller", "gift", "cheap", "deal", "top rated", "2024 new", "for men women", "free shipping")
 ADJECTIVES = ("durable", "lightweight", "premium", "compact", "popular", "classic", "new", "reliable")
 
 
@@ -217,7 +223,7 @@ class _Catalog:
     products: list[Product] = field(default_factory=list)
     by_category: dict[str, list[Product]] = field(default_factory=dict)
 
-    def mint(self, category: str, fixed: dict[str, object] | None = None) -> Product:
+    def mint(self, category: str, fixed: dict[str, object] | None = None, title_suffix: str = "") -> Product:
         """A new product of `category`; `fixed` pins brand, color or attributes."""
         fixed = fixed or {}
         rng = self.rng
@@ -228,6 +234,8 @@ class _Catalog:
         for name, values in DEPARTMENT_ATTRIBUTES[department].items():
             attributes.setdefault(name, rng.choice(values))
         product = _listing(rng, f"p{len(self.products):06d}", category, str(brand), str(color), attributes)
+        if title_suffix:
+            product = replace(product, title=f"{product.title} {title_suffix}")
         self.products.append(product)
         self.by_category.setdefault(category, []).append(product)
         return product
@@ -377,8 +385,11 @@ def _candidates(rng: random.Random, catalog: _Catalog, query: Query, target: Pro
             fixed["color"] = query.color
         if query.brand and query.brand in DEPARTMENT_BRANDS[CATEGORY_BY_NAME[other].department]:
             fixed["brand"] = query.brand
-        reused = _pick(rng, catalog.by_category.get(other, []), 1, taken) if not fixed else []
-        product = reused[0] if reused else catalog.mint(other, fixed)
+        if rng.random() < STUFFED_SHARE:
+            product = catalog.mint(other, fixed, title_suffix=_keyword_stuffing(rng, query))
+        else:
+            reused = _pick(rng, catalog.by_category.get(other, []), 1, taken) if not fixed else []
+            product = reused[0] if reused else catalog.mint(other, fixed)
         taken.add(product.product_id)
         irrelevant.append(product)
     chosen += irrelevant
@@ -386,6 +397,19 @@ def _candidates(rng: random.Random, catalog: _Catalog, query: Query, target: Pro
     judged = [(product, esci_label(query, product)) for product in chosen]
     rng.shuffle(judged)
     return judged
+
+
+def _keyword_stuffing(rng: random.Random, query: Query) -> str:
+    """Search terms a seller appends to an unrelated listing to be found for popular queries."""
+    words = [rng.choice(CATEGORY_BY_NAME[query.category].nouns)]
+    if query.brand:
+        words.append(query.brand)
+    if query.color:
+        words.append(rng.choice(COLORS[query.color]))
+    words += [value for _name, value in query.attributes]
+    words += rng.sample(STUFFING_TERMS, 2)
+    rng.shuffle(words)
+    return "| " + " ".join(words)
 
 
 def _noisy(rng: random.Random, label: str) -> str:
