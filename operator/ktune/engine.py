@@ -9,6 +9,14 @@ and then suggests exactly what the original would have (same seed):
 - a record keeps what the sampler wrote on its trial (`system_attrs`: grid ids, CMA-ES state, NSGA-II
   generations), and the rebuild puts every record back, RUNNING ones included, with its intermediate values.
 
+Warm start: `imported` records (finished trials of earlier jobs, see `ktune.warm_start`) go into the
+study as COMPLETE trials before the job's own trials, marked so that a journal rebuild tells them apart.
+They inform the sampler and pruner but are not the job's trials: own trials keep the numbers 0, 1, 2, ...
+in records, counts, best trial and stop rules, while Optuna numbers them after the imported ones. The same
+imported records and the same own records rebuild the same study, hence the same next suggestion.
+`spec.warmStart.enqueue` configurations are the first trials' parameters (fixed through Optuna's
+`enqueue_trial`; parameters an entry leaves out are sampled).
+
 Pruning: a single-objective job reports the pruning metric to its own study. Optuna refuses intermediate
 values in multi-objective studies, so a multi-objective job with a pruner keeps a shadow single-objective
 study on `pruner.metric` (same trials, same numbers) and its pruner judges trials there.
@@ -20,14 +28,17 @@ Stop rules (checked in this order, see `stop_decision`):
 - DeadlineExceeded: `activeDeadlineSeconds` have passed since the job started (first ask, or the earliest
   record's start);
 - MaxTrialsReached: `maxTrials` trials exist (a grid job: at most the grid's size) and none is running;
-  succeeded when at least one trial succeeded.
+  succeeded when at least one trial succeeded;
+- BudgetExhausted: `maxGpuHours`/`maxCpuHours` leave no room for one more trial (`ktune.budget`) and none is
+  running; succeeded when at least one trial succeeded (the budget was spent as asked, not wasted).
+Hours are counted from the records' `started_at` to `finished_at` (or `now`), which callers set.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -36,6 +47,15 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState as OptunaState
 
+from ktune.budget import (
+    DEFAULT_CPUS,
+    BudgetUsage,
+    TrialResources,
+    budget_usage,
+    exhausted_message,
+    template_resources,
+    trials_within_budget,
+)
 from ktune.pruners import build_pruner
 from ktune.samplers import build_sampler, grid_size
 from ktune.spec import JobSpec, Parameter
@@ -44,7 +64,9 @@ JOB_STOPPED = "JobStopped"
 PRUNED_BY_PRUNER = "PrunedByPruner"
 MISSING_OBJECTIVE = "MissingObjective"
 INVALID_OBJECTIVE = "InvalidObjective"
+BUDGET_EXHAUSTED = "BudgetExhausted"
 _USER_ATTR = "ktune"
+_IMPORTED_ATTR = "ktune_imported"  # marks a warm-start trial in the study (and in a journal)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -155,8 +177,15 @@ class Engine:
     """A TuningJob's study: suggest, record, prune, decide when the job is done."""
 
     def __init__(self, spec: JobSpec, records: Iterable[TrialRecord] = (), *, storage: Any = None,
-                 study_name: str = "ktune", started_at: float | None = None) -> None:
+                 study_name: str = "ktune", started_at: float | None = None,
+                 imported: Sequence[TrialRecord] = ()) -> None:
         self.spec = spec
+        try:
+            self._resources = template_resources(spec.trial.template)
+        except ValueError:
+            # Only possible without an hour budget (the spec checks the quantities when one is set): the
+            # hours reported are then informational, counted as one CPU and no GPU per trial.
+            self._resources = TrialResources(gpus=0.0, cpus=DEFAULT_CPUS)
         self._distributions = {p.name: parameter_distribution(p) for p in spec.parameters}
         self._maximize = [objective.direction == "maximize" for objective in spec.objectives]
         self._max_trials = spec.budget.max_trials
@@ -174,8 +203,18 @@ class Engine:
         self._pruning_study = self._study if not spec.multi_objective else self._shadow_study(study_name)
         self._records: list[TrialRecord] = []
         self._trial_ids: dict[int, int] = {}
-        for frozen in self._study.get_trials(deepcopy=False):
-            self._adopt(frozen)
+        stored = self._study.get_trials(deepcopy=False)
+        self._imported = sum(_IMPORTED_ATTR in frozen.user_attrs for frozen in stored)
+        if not stored:
+            for record in imported:
+                self._study.add_trial(self._frozen(record, shadow=False, imported=True))
+            self._imported = len(imported)
+        if self._pruning_study is not None and self._pruning_study is not self._study:
+            for record in imported[: self._imported]:
+                self._pruning_study.add_trial(self._frozen(record, shadow=True))
+        for frozen in stored:
+            if _IMPORTED_ATTR not in frozen.user_attrs and frozen.state is not OptunaState.WAITING:
+                self._adopt(frozen)
         for record in sorted(records, key=lambda r: r.number):
             if record.number < len(self._records):
                 continue  # already in the storage (a resumed journal)
@@ -212,7 +251,7 @@ class Engine:
             return None
         return record.values[self.spec.objective_metrics.index(self._intermediate_metric)]
 
-    def _frozen(self, record: TrialRecord, *, shadow: bool) -> optuna.trial.FrozenTrial:
+    def _frozen(self, record: TrialRecord, *, shadow: bool, imported: bool = False) -> optuna.trial.FrozenTrial:
         """The Optuna trial a record stands for, in the main study or the shadow pruning study."""
         intermediate = dict(record.intermediate) if shadow or not self.spec.multi_objective else {}
         values = None
@@ -225,9 +264,12 @@ class Engine:
                 state=_TO_OPTUNA[record.state], values=values, params=record.params,
                 distributions=self._distributions, intermediate_values=intermediate,
                 system_attrs={} if shadow else dict(record.system_attrs),
-                user_attrs={} if shadow else {_USER_ATTR: self._user_attr(record)},
+                user_attrs={} if shadow else {_IMPORTED_ATTR: True} if imported else {
+                    _USER_ATTR: self._user_attr(record)},
             )
         except ValueError as error:
+            if imported:
+                raise ValueError(f"imported trial {record.number} does not fit the job's spec: {error}") from None
             raise ValueError(f"trial {record.number} does not fit the job's spec (was spec.parameters "
                              f"changed?): {error}") from None
 
@@ -242,13 +284,13 @@ class Engine:
         """Take a trial found in the storage as a record."""
         extra = frozen.user_attrs.get(_USER_ATTR, {})
         record = TrialRecord.from_dict({
-            "number": frozen.number, "params": frozen.params, "state": _FROM_OPTUNA[frozen.state].value,
+            "number": len(self._records), "params": frozen.params, "state": _FROM_OPTUNA[frozen.state].value,
             "values": frozen.values if frozen.state is OptunaState.COMPLETE else None,
             **extra, "system_attrs": frozen.system_attrs,
         })
         if not self.spec.multi_objective:
             record.intermediate = dict(frozen.intermediate_values)
-        self._trial_ids[frozen.number] = frozen._trial_id
+        self._trial_ids[record.number] = frozen._trial_id
         self._records.append(record)
         self._add_shadow(record)
 
@@ -275,7 +317,13 @@ class Engine:
 
     @property
     def records(self) -> list[TrialRecord]:
+        """The job's own trials (imported ones are not among them)."""
         return list(self._records)
+
+    @property
+    def imported_count(self) -> int:
+        """How many warm-start trials the study holds besides the job's own."""
+        return self._imported
 
     def record(self, number: int) -> TrialRecord:
         if not 0 <= number < len(self._records):
@@ -292,6 +340,9 @@ class Engine:
         """A new RUNNING trial with the next number and its suggested parameters."""
         number = len(self._records)
         self._study.sampler = self._sampler(number)
+        enqueue = self.spec.warm_start.enqueue
+        if number < len(enqueue) and not self._study.get_trials(deepcopy=False, states=(OptunaState.WAITING,)):
+            self._study.enqueue_trial(dict(enqueue[number]))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             trial = self._study.ask(self._distributions)
@@ -329,17 +380,18 @@ class Engine:
     def _pruning_trial_id(self, number: int) -> int:
         if self._pruning_study is self._study:
             return self._trial_ids[number]
-        return self._pruning_study.get_trials(deepcopy=False)[number]._trial_id
+        return self._pruning_study.get_trials(deepcopy=False)[self._imported + number]._trial_id
 
     def _finish(self, record: TrialRecord, state: TrialState, values: list[float] | None, reason: str | None,
                 message: str | None, now: float | None) -> TrialRecord:
         record.state, record.values, record.reason, record.message = state, values, reason, message
         record.finished_at = now
         optuna.Trial(self._study, self._trial_ids[record.number]).set_user_attr(_USER_ATTR, self._user_attr(record))
-        self._study.tell(record.number, values if state is TrialState.SUCCEEDED else None, state=_TO_OPTUNA[state])
+        self._study.tell(optuna.Trial(self._study, self._trial_ids[record.number]),
+                         values if state is TrialState.SUCCEEDED else None, state=_TO_OPTUNA[state])
         if self._pruning_study is not None and self._pruning_study is not self._study:
             shadow_values = [self._pruning_value(record)] if state is TrialState.SUCCEEDED else None
-            self._pruning_study.tell(record.number, shadow_values, state=_TO_OPTUNA[state])
+            self._pruning_study.tell(self._imported + record.number, shadow_values, state=_TO_OPTUNA[state])
         self._refresh_system_attrs(record)
         return record
 
@@ -434,10 +486,22 @@ class Engine:
             summary = (f"{len(self._records)} trials: {counts['succeeded']} succeeded, {counts['pruned']} pruned, "
                        f"{counts['failed']} failed")
             return FinishDecision("MaxTrialsReached", summary, counts["succeeded"] > 0)
+        if running == 0 and trials_within_budget(budget, self.budget_usage(now), self._resources) == 0:
+            message = exhausted_message(budget, self.budget_usage(now), self._resources)
+            n = len(self._records)
+            return FinishDecision(BUDGET_EXHAUSTED, f"after {n} trial{'s' * (n != 1)}: {message}",
+                                  self.counts()["succeeded"] > 0)
         return None
 
+    def budget_usage(self, now: float) -> BudgetUsage:
+        """GPU- and CPU-hours the job's own trials used up to `now` (see `ktune.budget`)."""
+        return budget_usage(self._records, self._resources, now)
+
     def launchable(self, running: int, now: float) -> int:
-        """How many new trials may start now: within parallelism and maxTrials, none once the job stops."""
+        """How many new trials may start now: within parallelism, maxTrials and the hour budgets; none once
+        the job stops."""
         if self.stop_decision(now) is not None:
             return 0
-        return max(0, min(self.spec.budget.parallelism - running, self._max_trials - len(self._records)))
+        allowed = min(self.spec.budget.parallelism - running, self._max_trials - len(self._records))
+        within = trials_within_budget(self.spec.budget, self.budget_usage(now), self._resources)
+        return max(0, allowed if within is None else min(allowed, within))

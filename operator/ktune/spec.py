@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 import yaml
 
 from ktune import contract
+from ktune.budget import GPU_RESOURCE, template_resources
 from ktune.optuna_options import required_options, settable_options, value_fits
 from ktune.pruners import PRUNER_CLASSES, RESERVED_PRUNER_OPTIONS, build_pruner
 from ktune.samplers import RESERVED_SAMPLER_OPTIONS, SAMPLER_CLASSES, build_sampler, grid_size
@@ -46,9 +47,11 @@ DEFAULTS: dict[str, Any] = {
     "parameter.int.step": 1,
     "sampler": {"name": "tpe", "seed": None, "options": {}},
     "pruner": {"name": "none", "options": {}},
-    "budget": {"maxTrials": 20, "parallelism": 1, "maxFailedTrials": None, "activeDeadlineSeconds": None},
+    "budget": {"maxTrials": 20, "parallelism": 1, "maxFailedTrials": None, "activeDeadlineSeconds": None,
+               "maxGpuHours": None, "maxCpuHours": None},
     "trial": {"retries": 0, "metricsPort": contract.DEFAULT_METRICS_PORT},
     "metricsSource": {"type": "direct"},
+    "warmStart": {"from": [], "enqueue": []},
 }
 
 MAX_NAME_LENGTH = 63
@@ -91,7 +94,7 @@ _SHOW_LIMIT = 60
 
 _TOP_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
 _SPEC_FIELDS = ("objective", "objectives", "metrics", "parameters", "sampler", "pruner", "budget", "trial",
-                "metricsSource")
+                "metricsSource", "warmStart")
 _OBJECTIVE_FIELDS = ("metric", "direction", "goal")
 _PARAMETER_FIELDS = {
     "float": ("name", "type", "low", "high", "log", "step"),
@@ -100,7 +103,10 @@ _PARAMETER_FIELDS = {
 }
 _SAMPLER_FIELDS = ("name", "seed", "options")
 _PRUNER_FIELDS = ("name", "options", "metric")
-_BUDGET_FIELDS = ("maxTrials", "parallelism", "maxFailedTrials", "activeDeadlineSeconds")
+_BUDGET_FIELDS = ("maxTrials", "parallelism", "maxFailedTrials", "activeDeadlineSeconds", "maxGpuHours",
+                  "maxCpuHours")
+_WARM_START_FIELDS = ("from", "enqueue")
+_JOB_REF_FIELDS = ("name", "namespace")
 _TRIAL_FIELDS = ("retries", "metricsPort", "template")
 _METRICS_SOURCE_FIELDS = ("type", "url")
 
@@ -155,6 +161,8 @@ class Budget:
     parallelism: int
     max_failed_trials: int | None
     active_deadline_seconds: int | None
+    max_gpu_hours: float | None = None
+    max_cpu_hours: float | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +179,22 @@ class MetricsSource:
 
 
 @dataclass(frozen=True)
+class JobRef:
+    """An earlier TuningJob; namespace None means the new job's own namespace."""
+
+    name: str
+    namespace: str | None = None
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """Earlier jobs whose finished trials seed the study, and configurations to run first (maybe partial)."""
+
+    sources: tuple[JobRef, ...] = ()
+    enqueue: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
 class JobSpec:
     objectives: tuple[Objective, ...]
     metrics: tuple[str, ...]
@@ -180,6 +204,7 @@ class JobSpec:
     budget: Budget
     trial: TrialSpec
     metrics_source: MetricsSource
+    warm_start: WarmStart = WarmStart()
 
     @property
     def multi_objective(self) -> bool:
@@ -629,6 +654,12 @@ def _check_budget(check: _Checker, raw: Any) -> dict[str, Any] | None:
     for key in ("maxFailedTrials", "activeDeadlineSeconds"):
         if filled[key] is not None:
             ok &= check.integer(filled[key], f"spec.budget.{key}", 1)
+    for key in ("maxGpuHours", "maxCpuHours"):
+        if filled[key] is not None and check.number(filled[key], f"spec.budget.{key}") and filled[key] <= 0:
+            check.problem(f"spec.budget.{key}", f"must be > 0 hours (got {filled[key]})")
+            ok = False
+        elif filled[key] is not None:
+            ok &= _is_number(filled[key])
     if ok and filled["parallelism"] > filled["maxTrials"]:
         check.problem("spec.budget", f"parallelism must be <= maxTrials "
                                      f"(got {filled['parallelism']} > {filled['maxTrials']})")
@@ -721,6 +752,105 @@ def _check_metrics_source(check: _Checker, raw: Any) -> dict[str, Any] | None:
         check.problem("spec.metricsSource.url", f"must be an http:// or https:// URL (got {show(url)})")
         return None
     return {"type": kind, "url": url}
+
+
+def _check_job_ref(check: _Checker, raw: Any, path: str) -> dict[str, Any] | None:
+    ref = check.mapping(raw, path)
+    if ref is None:
+        return None
+    check.known_fields(ref, path, _JOB_REF_FIELDS)
+    if "name" not in ref:
+        check.problem(path, "name is required (the earlier TuningJob's metadata.name)")
+        return None
+    ok = check.name(ref["name"], f"{path}.name", _DNS_LABEL, "must be a TuningJob name (a DNS label)")
+    if ref.get("namespace") is not None:
+        ok &= check.name(ref["namespace"], f"{path}.namespace", _DNS_LABEL, "must be a namespace (a DNS label)")
+    if not ok or any(key not in _JOB_REF_FIELDS for key in ref):
+        return None
+    return {key: ref[key] for key in _JOB_REF_FIELDS if ref.get(key) is not None}
+
+
+def value_in_space(parameter: Parameter, value: Any) -> bool:
+    """Whether `value` is one the parameter can take: a choice, or a number within bounds and on the step."""
+    if parameter.type == "categorical":
+        return any(value == choice and type(value) is type(choice) for choice in parameter.choices)
+    if not _is_number(value) or (parameter.type == "int" and not float(value).is_integer()):
+        return False
+    if not parameter.low <= value <= parameter.high:
+        return False
+    if parameter.step is None:
+        return True
+    steps = (value - parameter.low) / parameter.step
+    return abs(steps - round(steps)) <= 1e-9 * max(1.0, abs(steps))
+
+
+def _check_enqueued(check: _Checker, raw: Any, path: str, parameters: tuple[Parameter, ...]) -> bool:
+    entry = check.mapping(raw, path)
+    if entry is None:
+        return False
+    if not entry:
+        check.problem(path, "must set at least one parameter")
+        return False
+    by_name = {parameter.name: parameter for parameter in parameters}
+    ok = True
+    for name, value in entry.items():
+        parameter = by_name.get(name)
+        if parameter is None:
+            check.problem(f"{path}.{name}" if isinstance(name, str) else path,
+                          f"not a parameter of this job{did_you_mean(name, by_name)} (parameters: "
+                          f"{', '.join(by_name)})")
+            ok = False
+        elif not value_in_space(parameter, value):
+            space = (f"one of {', '.join(show(c) for c in parameter.choices)}" if parameter.type == "categorical"
+                     else f"{_article(parameter.type)} {parameter.type} in [{parameter.low}, {parameter.high}]"
+                          + (f" on steps of {parameter.step}" if parameter.step is not None else ""))
+            check.problem(f"{path}.{name}", f"must be {space} (got {show(value)})")
+            ok = False
+    return ok
+
+
+def _check_warm_start(check: _Checker, raw: Any, parameters: tuple[Parameter, ...] | None,
+                      budget: dict[str, Any] | None) -> dict[str, Any] | None:
+    warm_start = check.mapping(raw, "spec.warmStart")
+    if warm_start is None:
+        return None
+    check.known_fields(warm_start, "spec.warmStart", _WARM_START_FIELDS)
+    filled = copy.deepcopy(DEFAULTS["warmStart"]) | dict(warm_start)
+    ok = True
+    for key in _WARM_START_FIELDS:
+        if not isinstance(filled[key], list):
+            check.problem(f"spec.warmStart.{key}", f"must be a list (got {show(filled[key])})")
+            ok = False
+    if not ok:
+        return None
+    sources = [_check_job_ref(check, ref, f"spec.warmStart.from[{i}]") for i, ref in enumerate(filled["from"])]
+    ok = all(source is not None for source in sources)
+    if parameters is not None:
+        ok &= all([_check_enqueued(check, entry, f"spec.warmStart.enqueue[{i}]", parameters)
+                   for i, entry in enumerate(filled["enqueue"])])
+    if budget is not None and len(filled["enqueue"]) > budget["maxTrials"]:
+        check.problem("spec.warmStart.enqueue", f"at most maxTrials entries (got {len(filled['enqueue'])} > "
+                                                f"{budget['maxTrials']})")
+        ok = False
+    if not ok or parameters is None or any(key not in _WARM_START_FIELDS for key in warm_start):
+        return None
+    return {"from": sources, "enqueue": [dict(entry) for entry in filled["enqueue"]]}
+
+
+def _check_hour_budgets(check: _Checker, budget: dict[str, Any], trial: dict[str, Any]) -> None:
+    """An hour budget needs requests it can read: quantities that parse, and GPUs for maxGpuHours."""
+    if budget["maxGpuHours"] is None and budget["maxCpuHours"] is None:
+        return
+    try:
+        resources = template_resources(trial["template"])
+    except ValueError as error:
+        check.problem("spec.trial.template.spec.containers", f"resources: {error} (needed to account "
+                                                             "spec.budget's hours)")
+        return
+    if budget["maxGpuHours"] is not None and resources.gpus == 0:
+        check.problem("spec.budget.maxGpuHours", f"the trial template requests no {GPU_RESOURCE}: set "
+                                                 f"resources.limits.{GPU_RESOURCE} on its containers, or use "
+                                                 "maxCpuHours")
 
 
 def _parameters_from(filled: list[dict[str, Any]]) -> tuple[Parameter, ...]:
@@ -818,13 +948,19 @@ def _check_and_fill(obj: Any) -> tuple[list[str], TuningJob | None]:
         _check_sampler_fits(check, sampler, typed_parameters, objectives)
     if pruner is not None:
         _check_pruner_builds(check, pruner)
-    parts = (name, objectives, metrics, typed_parameters, sampler, pruner, budget, trial, source)
+    if budget is not None and trial is not None:
+        _check_hour_budgets(check, budget, trial)
+    warm_start = _check_warm_start(check, spec["warmStart"], typed_parameters, budget) if "warmStart" in spec \
+        else copy.deepcopy(DEFAULTS["warmStart"])
+    parts = (name, objectives, metrics, typed_parameters, sampler, pruner, budget, trial, source, warm_start)
     if check.problems or any(part is None for part in parts):
         return check.problems, None
     filled_spec = {"objective" if len(objectives) == 1 else "objectives":
                    objectives[0] if len(objectives) == 1 else objectives,
                    "metrics": metrics, "parameters": parameters, "sampler": sampler, "pruner": pruner,
                    "budget": budget, "trial": trial, "metricsSource": source}
+    if "warmStart" in spec:
+        filled_spec["warmStart"] = warm_start
     manifest = copy.deepcopy(dict(top)) | {"spec": copy.deepcopy(filled_spec)}
     job_spec = JobSpec(
         objectives=tuple(Objective(o["metric"], o["direction"], o.get("goal")) for o in objectives),
@@ -834,9 +970,11 @@ def _check_and_fill(obj: Any) -> tuple[list[str], TuningJob | None]:
         pruner=PrunerSpec(pruner["name"], dict(pruner["options"]),
                           pruner.get("metric", objectives[0]["metric"] if len(objectives) == 1 else None)),
         budget=Budget(budget["maxTrials"], budget["parallelism"], budget["maxFailedTrials"],
-                      budget["activeDeadlineSeconds"]),
+                      budget["activeDeadlineSeconds"], budget["maxGpuHours"], budget["maxCpuHours"]),
         trial=TrialSpec(trial["retries"], trial["metricsPort"], trial["template"]),
         metrics_source=MetricsSource(source["type"], source.get("url")),
+        warm_start=WarmStart(tuple(JobRef(ref["name"], ref.get("namespace")) for ref in warm_start["from"]),
+                             tuple(dict(entry) for entry in warm_start["enqueue"])),
     )
     return [], TuningJob(name=name, namespace=namespace, spec=job_spec, manifest=manifest)
 

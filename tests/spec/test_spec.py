@@ -46,7 +46,7 @@ def test_manifest_carries_the_filled_defaults_and_the_template_untouched() -> No
     job = load_tuningjob(raw)
     filled = job.manifest["spec"]
     assert filled["budget"] == {"maxTrials": 20, "parallelism": 1, "maxFailedTrials": None,
-                                "activeDeadlineSeconds": None}
+                                "activeDeadlineSeconds": None, "maxGpuHours": None, "maxCpuHours": None}
     assert filled["parameters"][0]["log"] is False
     assert filled["trial"]["template"] == raw["spec"]["trial"]["template"]
     assert job.manifest["metadata"] == raw["metadata"]

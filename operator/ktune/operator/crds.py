@@ -187,6 +187,13 @@ def tuningjob_spec_schema() -> Schema:
                                                "failed. Unset: no limit.", minimum=1),
                     "activeDeadlineSeconds": integer("The job fails (reason DeadlineExceeded) this many seconds "
                                                      "after it started. Unset: no deadline.", minimum=1),
+                    "maxGpuHours": number("GPU-hours the job may use: each trial's requested nvidia.com/gpu "
+                                          "times its running time (pruned and failed trials count). No trial "
+                                          "starts that would likely exceed it; the job ends with reason "
+                                          "BudgetExhausted. Unset: no limit.", exclusiveMinimum=True, minimum=0),
+                    "maxCpuHours": number("CPU-hours the job may use, accounted like maxGpuHours from the "
+                                          "requested cpu (1 when unset). Unset: no limit.",
+                                          exclusiveMinimum=True, minimum=0),
                 },
                 default={key: value for key, value in budget_defaults.items() if value is not None},
                 **{"x-kubernetes-validations": [
@@ -206,6 +213,28 @@ def tuningjob_spec_schema() -> Schema:
                                           "metrics. restartPolicy is always Never: retries are new pods."),
                 },
                 required=["template"],
+            ),
+            "warmStart": obj(
+                "Start from earlier results: finished trials of earlier jobs seed the search, and given "
+                "configurations run first.",
+                {
+                    "from": array(
+                        "Earlier TuningJobs whose succeeded trials (read from their Trial objects) seed the study; "
+                        "only jobs with the same parameter names and types; trials outside this job's space are "
+                        "dropped and counted in status.importedTrialsDropped.",
+                        obj("An earlier TuningJob.", {
+                            "name": string("Its metadata.name.", maxLength=spec.MAX_NAME_LENGTH),
+                            "namespace": string("Its namespace; default: this job's namespace.",
+                                                maxLength=spec.MAX_NAME_LENGTH),
+                        }, required=["name"]),
+                        maxItems=MAX_PARAMETERS,
+                    ),
+                    "enqueue": array(
+                        "Configurations the first trials run, in order: parameter name to value (parameters "
+                        "left out are sampled).", free_form("One configuration."),
+                        maxItems=spec.MAX_TRIALS_LIMIT,
+                    ),
+                },
             ),
             "metricsSource": obj(
                 "Where intermediate metrics are read while trials run.",
@@ -280,6 +309,11 @@ def tuningjob_status_schema() -> Schema:
             "paretoFront": array("The Pareto-optimal trials so far (multi-objective; the first ones only).",
                                  trial_summary_schema("One Pareto-optimal trial.", with_metrics=False),
                                  maxItems=MAX_PARETO),
+            "importedTrials": integer("Trials of earlier jobs (spec.warmStart.from) that seed the study."),
+            "importedTrialsDropped": integer("Succeeded trials of earlier jobs left out: outside this job's "
+                                             "space or without its objective metrics."),
+            "gpuHoursUsed": number("GPU-hours the trials used so far (requested GPUs times running time)."),
+            "cpuHoursUsed": number("CPU-hours the trials used so far (requested cpu times running time)."),
             "startTime": string("When the operator started the job.", format="date-time"),
             "completionTime": string("When the job finished.", format="date-time"),
             "message": string("A human summary of the job's progress or outcome.", maxLength=8 * MAX_STRING),
