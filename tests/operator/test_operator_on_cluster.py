@@ -188,6 +188,24 @@ def test_a_trainer_that_always_fails_fails_the_job_at_max_failed_trials(
     assert "TuningJobFailed" in events_of(cluster, namespace)
 
 
+def test_a_pod_that_no_node_can_take_fails_its_trial_as_unschedulable_after_the_timeout(
+    cluster: Cluster, namespace: str, operator_kubeconfig: Path, tmp_path: Path
+):
+    impatient = {"KTUNE_OPERATOR_UNSCHEDULABLE_TIMEOUT_SECONDS": "3"}
+    process = OperatorProcess(operator_kubeconfig, [namespace], tmp_path / "operator.log", (), impatient).start()
+    try:
+        job = stand_in_job("greedy", namespace, budget={"maxTrials": 1, "parallelism": 1})
+        job["spec"]["trial"]["template"]["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/gpu": 64}}
+        apply(cluster, job)
+        finished = wait_finished(cluster, namespace, "greedy", 90, process)
+    finally:
+        process.stop()
+    trial = trials_of(cluster, namespace, "greedy")[0]
+    assert (trial["status"]["state"], trial["status"]["reason"]) == ("Failed", "Unschedulable")
+    assert finished["status"]["phase"] == "Failed"
+    assert get(cluster, "pods", namespace)["items"] == []
+
+
 def test_an_operator_killed_mid_job_and_restarted_runs_exactly_max_trials_and_loses_no_result(
     cluster: Cluster, namespace: str, operator: OperatorProcess, tmp_path: Path
 ):

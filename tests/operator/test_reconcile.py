@@ -200,3 +200,15 @@ def test_a_pod_the_api_server_refuses_fails_its_trial_without_retries():
     assert (trial["state"], trial["reason"]) == ("Failed", "PodRejected")
     assert "spec.containers[0].image" in trial["message"]
     assert status["phase"] == "Failed"
+
+
+def test_a_pod_no_node_takes_fails_its_trial_as_unschedulable_after_the_timeout():
+    harness = Harness(job_body(max_trials=1, parallelism=1))
+    harness.tick()
+    harness.cluster.pods["job-0-1"]["status"] = {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes fit"}]}
+    harness.tick(now=1_767_225_600.0 + 5)
+    assert harness.trial_states()["job-0"] == "Running"
+    harness.tick(now=1_767_225_600.0 + OperatorSettings().unschedulable_timeout_seconds)
+    trial = harness.cluster.trials["job-0"]["status"]
+    assert (trial["state"], trial["reason"], trial["message"]) == ("Failed", "Unschedulable", "0/1 nodes fit")
