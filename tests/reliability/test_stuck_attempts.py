@@ -2,6 +2,8 @@
 a pod whose metrics never answer fails with MetricsUnavailable, a pod stuck Terminating on a lost node is
 force-deleted and fails with NodeLost. The same rules run on the real control plane in test_faults_on_cluster."""
 
+import copy
+
 from ktune import metrics
 from ktune.operator.reconcile import JobReconciler
 from ktune.operator.settings import OperatorSettings
@@ -69,3 +71,31 @@ def test_a_pod_stuck_terminating_on_a_lost_node_is_force_deleted_and_its_trial_r
     assert "job-0-2" in harness.cluster.pods
     assert harness.trial_states() == {"job-0": "Running"}
     assert any(reason == "TrialRetried" and "NodeLost" in message for _, reason, message in harness.cluster.events)
+
+
+
+def test_a_finished_trials_pod_stuck_terminating_on_a_lost_node_is_force_deleted():
+    harness = Harness(job_body(max_trials=2, parallelism=1), scrape=silent)
+    harness.reconciler = JobReconciler(harness.cluster, OperatorSettings(lost_pod_timeout_seconds=60), scrape=silent)
+    forced: list[str] = []
+    delete = harness.cluster.delete_pod
+
+    def recording_delete(namespace: str, name: str, grace_seconds: int | None = None) -> None:
+        if grace_seconds == 0:
+            forced.append(name)
+        delete(namespace, name, grace_seconds)
+
+    harness.cluster.delete_pod = recording_delete
+    harness.tick(NOW)
+    run_pod(harness, "job-0-1")
+    stuck = copy.deepcopy(harness.cluster.pods["job-0-1"])
+    harness.tick(NOW + 1)
+    harness.tick(NOW + 700)  # MetricsUnavailable after the default 600 s: the pod is deleted, trial 0 is over
+    assert harness.trial_states()["job-0"] == "Failed"
+    # The deletion never completes: the pod's node is gone.
+    stuck["metadata"]["deletionTimestamp"] = rfc3339(NOW + 730)
+    harness.cluster.pods["job-0-1"] = stuck
+    harness.tick(NOW + 760)
+    assert "job-0-1" in harness.cluster.pods and not forced
+    harness.tick(NOW + 800)
+    assert forced == ["job-0-1"] and "job-0-1" not in harness.cluster.pods

@@ -94,7 +94,7 @@ class JobReconciler:
             return
         state = self._state(body, job, now)
         pods = {pod["metadata"]["name"]: pod for pod in self.cluster.list_pods(_namespace(body), job.name)}
-        self._delete_stray_pods(body, state, pods)
+        self._delete_stray_pods(body, state, pods, now)
         for number in sorted(state.live):
             self._observe(body, state, number, pods, now)
         decision = state.engine.stop_decision(now)
@@ -180,12 +180,20 @@ class JobReconciler:
                  _namespace(body), job.name, len(records), len(live))
         return self.state
 
-    def _delete_stray_pods(self, body: dict[str, Any], state: JobState, pods: dict[str, dict[str, Any]]) -> None:
-        """Delete running pods that no live attempt owns (a stopped trial's pod left by a crash, say)."""
+    def _delete_stray_pods(
+        self, body: dict[str, Any], state: JobState, pods: dict[str, dict[str, Any]], now: float
+    ) -> None:
+        """Delete running pods that no live attempt owns (a stopped trial's pod left by a crash, say), and
+        force-delete such pods stuck Terminating on a lost node."""
         for name, pod in pods.items():
-            if _pod_finished(pod) or pod["metadata"].get("deletionTimestamp"):
+            if _pod_finished(pod):
                 continue
             live = state.live.get(_pod_trial(pod))
+            if pod["metadata"].get("deletionTimestamp"):
+                if (live is None or pod_attempt(pod) != live.attempts) and self._lost_reason(pod, now) is not None:
+                    log.info("%s/%s: force-deleting pod %s, lost with its node", _namespace(body), state.job.name, name)
+                    self.cluster.delete_pod(_namespace(body), name, grace_seconds=0)
+                continue
             if live is None or pod_attempt(pod) != live.attempts:
                 log.info("%s/%s: deleting stray pod %s", _namespace(body), state.job.name, name)
                 self.cluster.delete_pod(_namespace(body), name)
