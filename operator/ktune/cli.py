@@ -41,6 +41,11 @@ def add_run_command(subcommands: Subcommands) -> None:
         help="continue the run in the output directory: finished trials are kept, interrupted ones rerun",
     )
     parser.add_argument(
+        "--warm-start", type=Path, action="append", default=[], metavar="DIR",
+        help="seed the search with the finished trials of an earlier run's directory (e.g. ktune-runs/<job>); "
+             "repeatable",
+    )
+    parser.add_argument(
         "--scrape-interval", type=float, default=2.0, metavar="SECONDS",
         help="seconds between two scrapes of a trial's /metrics (default: 2)",
     )
@@ -67,6 +72,7 @@ def run_job(args: argparse.Namespace) -> int:
         resume=args.resume,
         scrape_interval=args.scrape_interval,
         grace_period=args.grace_period,
+        warm_start=tuple(args.warm_start),
     )
     try:
         runner = LocalRunner(job, options, Progress(sys.stdout))

@@ -10,6 +10,11 @@ period; a second Ctrl-C kills at once); finished trials stay finished, and trial
 running stay RUNNING in the journal. `--resume` rebuilds the engine from the journal, reruns
 those under their same number with the same parameters (steps they had already reported keep
 their first values) and never reruns a finished trial.
+
+Warm start: the finished trials of earlier runs (`--warm-start DIR`, and `spec.warmStart.from`
+names read as ./ktune-runs/<name>) seed the study; the journal keeps them, marked as imported.
+Hours: each trial process counts as the cpu its template requests (1 when unset) for as long as it
+runs; `spec.budget.maxCpuHours` ends the job with BudgetExhausted (see `ktune.budget`).
 """
 
 import json
@@ -23,6 +28,7 @@ from types import FrameType
 from typing import Any
 
 from ktune.engine import Engine, FinishDecision, TrialRecord, TrialState
+from ktune.local_warm_start import read_run
 from ktune.metrics import MetricsError, TrialMetrics, metrics_url, parse_result, scrape
 from ktune.progress import Progress, ProgressSnapshot
 from ktune.results import (
@@ -50,6 +56,7 @@ from ktune.trial_process import (
     trial_argv,
     trial_variables,
 )
+from ktune.warm_start import ImportedTrials, import_trials
 
 SCRAPE_TIMEOUT_SECONDS = 2.0
 
@@ -68,6 +75,8 @@ class RunOptions:
     """Seconds a trial told to stop (SIGTERM) gets before SIGKILL."""
     poll_interval: float = 0.2
     """Seconds between two ticks of the runner's loop."""
+    warm_start: tuple[Path, ...] = ()
+    """Directories of earlier runs whose finished trials seed the study (besides spec.warmStart.from)."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +125,9 @@ class LocalRunner:
     def run(self) -> RunOutcome:
         state = self.directory.open(self.job, resume=self.options.resume)
         self._attempt_counts = dict(state.attempts)
-        self.engine = Engine(self.spec, storage=state.storage, study_name=self.job.name, started_at=state.started_at)
+        self.imported = self._warm_start()
+        self.engine = Engine(self.spec, storage=state.storage, study_name=self.job.name, started_at=state.started_at,
+                             imported=self.imported.records)
         if self.spec.metrics_source.type != "direct":
             self.progress.event("note: metricsSource is for clusters; ktune run scrapes each trial's /metrics directly")
         decision: FinishDecision | None = None
@@ -147,6 +158,19 @@ class LocalRunner:
                 self._launch(self.engine.ask(now))
             self.progress.update(self._snapshot(now))
             time.sleep(self.options.poll_interval)
+
+    def _warm_start(self) -> ImportedTrials:
+        """The trials of the earlier runs this job starts from (RunDirectoryError for a path that is no run)."""
+        paths = [Path("ktune-runs") / ref.name for ref in self.spec.warm_start.sources]
+        paths += list(self.options.warm_start)
+        imported = import_trials(self.spec, [read_run(path) for path in paths])
+        for message in imported.incompatible:
+            self.progress.event(f"warm start: skipped {message}")
+        if paths:
+            self.progress.event(f"warm start: imported {len(imported.records)} trials from "
+                                f"{', '.join(str(path) for path in paths)} ({imported.dropped} dropped: outside "
+                                "this job's space or without its objective)")
+        return imported
 
     # -- trial processes -------------------------------------------------------------------------
 
@@ -336,13 +360,26 @@ class LocalRunner:
         best = None if self.spec.multi_objective else self.engine.best_trial
         front = self.engine.pareto_front if self.spec.multi_objective else []
         self._save_state()
+        accounting = self._accounting(time.time())
         write_json_atomically(
             self.directory.path / BEST_JSON,
-            best_document(self.job.name, self.spec, counts, best, front, decision, wall),
+            best_document(self.job.name, self.spec, counts, best, front, decision, wall) | accounting,
         )
         notes = write_plots(self.directory.path / PLOTS_DIR, self.engine.study, self.spec)
         summary = summary_table(self.job.name, self.spec, counts, best, front, decision, wall)
+        summary += f"\nCPU-hours used: {accounting['cpuHoursUsed']:.4g}"
+        if accounting["gpuHoursUsed"]:
+            summary += f", GPU-hours used: {accounting['gpuHoursUsed']:.4g}"
+        if accounting["importedTrials"] or accounting["importedTrialsDropped"]:
+            summary += (f"\nWarm start: {accounting['importedTrials']} imported trials "
+                        f"({accounting['importedTrialsDropped']} dropped)")
         return RunOutcome(decision, records, counts, wall, summary, notes)
+
+    def _accounting(self, now: float) -> dict[str, Any]:
+        """What best.json adds about the warm start and the hours the trials used."""
+        usage = self.engine.budget_usage(now)
+        return {"importedTrials": self.engine.imported_count, "importedTrialsDropped": self.imported.dropped,
+                "cpuHoursUsed": round(usage.cpu_hours, 6), "gpuHoursUsed": round(usage.gpu_hours, 6)}
 
 
 def _exit_message(exit_code: int, log_tail: str) -> str:
