@@ -19,10 +19,14 @@ class FakeCluster:
         self.job_status: dict[str, Any] = {}
         self.annotations: dict[str, str] = {}
         self.events: list[tuple[str, str, str]] = []
+        self.jobs: dict[tuple[str, str], dict[str, Any]] = {}  # (namespace, name) -> other TuningJobs
         self._uids = itertools.count()
 
     def _uid(self) -> str:
         return f"uid-{next(self._uids)}"
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.jobs.get((namespace, name)))
 
     def list_trials(self, namespace: str, tuningjob: str) -> list[dict[str, Any]]:
         return [copy.deepcopy(t) for t in self.trials.values()

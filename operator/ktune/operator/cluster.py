@@ -38,6 +38,7 @@ class AlreadyExists(ApiError):
 class Cluster(Protocol):
     """What one reconcile pass needs from the API server (implemented by `KubeCluster` and a test fake)."""
 
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     def list_trials(self, namespace: str, tuningjob: str) -> list[dict[str, Any]]: ...
     def create_trial(self, namespace: str, trial: Mapping[str, Any]) -> dict[str, Any]: ...
     def patch_trial_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
@@ -102,6 +103,15 @@ class KubeCluster:
             error_type = AlreadyExists if response.status == 409 and method == "POST" else ApiError
             raise error_type(response.status, message)
         return json.loads(text)
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A TuningJob, or None when there is none of that name."""
+        try:
+            return self.request("GET", f"{JOBS.format(ns=namespace)}/{name}")
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
 
     def list_trials(self, namespace: str, tuningjob: str) -> list[dict[str, Any]]:
         path = TRIALS.format(ns=namespace)

@@ -6,6 +6,12 @@ job's annotations and status): a fresh reconciler after a restart rebuilds the s
 Trials, finds each running trial's pod, and creates nothing twice, because every name it creates is
 deterministic (`<job>-<number>` for a Trial, `<job>-<number>-<attempt>` for a pod) and the API server
 refuses a second object of the same name. A Trial's outcome is written before its pod is deleted.
+
+Warm start: whenever the engine is (re)built, the succeeded trials of the jobs in `spec.warmStart.from`
+are read from their Trial objects (their pods may be long gone) and imported (`ktune.warm_start`).
+Hours: `status.gpuHoursUsed`/`cpuHoursUsed` count each trial from its Trial's startTime (when its first
+pod was created) to its finishTime, so the time a pod waits for a node counts too; they are written
+with the other status changes, not on their own at every pass.
 """
 
 import copy
@@ -23,12 +29,13 @@ from ktune.operator.pods import pod_attempt, trial_name, trial_pod_manifest, tri
 from ktune.operator.settings import OperatorSettings
 from ktune.operator.trials import epoch, record_from_trial, rfc3339, trial_attempts, trial_manifest, trial_status
 from ktune.spec import SpecError, TuningJob, load_tuningjob
+from ktune.warm_start import ImportedTrials, WarmStartSource, import_trials
 
 log = logging.getLogger(__name__)
 
 ACCEPTED_SPEC_ANNOTATION = "ktune.dev/accepted-spec"
 # Changing these after trials ran would mix trials of different studies: such edits are refused.
-UNSAFE_FIELDS = ("objective", "objectives", "metrics", "parameters", "sampler", "pruner")
+UNSAFE_FIELDS = ("objective", "objectives", "metrics", "parameters", "sampler", "pruner", "warmStart")
 # A pod waiting with one of these reasons is retried or failed once `image_pull_timeout_seconds` passed.
 STUCK_WAITING_REASONS = frozenset(
     {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"}
@@ -55,6 +62,7 @@ class JobState:
     job: TuningJob
     engine: Engine
     live: dict[int, LiveTrial] = field(default_factory=dict)
+    imported: ImportedTrials = field(default_factory=ImportedTrials)
 
 
 class JobReconciler:
@@ -163,7 +171,9 @@ class JobReconciler:
         started_at = epoch((body.get("status") or {}).get("startTime")) or now
         trials = sorted(self.cluster.list_trials(_namespace(body), job.name), key=lambda t: t["spec"]["number"])
         records = [record_from_trial(trial) for trial in trials]
-        engine = Engine(job.spec, records, study_name=f"{_namespace(body)}/{job.name}", started_at=started_at)
+        imported = self._warm_start(body, job)
+        engine = Engine(job.spec, records, study_name=f"{_namespace(body)}/{job.name}", started_at=started_at,
+                        imported=imported.records)
         pods = self.cluster.list_pods(_namespace(body), job.name)
         live: dict[int, LiveTrial] = {}
         for trial, record in zip(trials, records, strict=True):
@@ -175,10 +185,36 @@ class JobReconciler:
                 attempts=max([trial_attempts(trial), *pod_attempts]),
                 last_step=max(record.intermediate) if record.intermediate else None,
             )
-        self.state = JobState(job=job, engine=engine, live=live)
+        self.state = JobState(job=job, engine=engine, live=live, imported=imported)
         log.info("%s/%s: rebuilt the study from %d trials (%d running)",
                  _namespace(body), job.name, len(records), len(live))
         return self.state
+
+    def _warm_start(self, body: dict[str, Any], job: TuningJob) -> ImportedTrials:
+        """The trials of spec.warmStart.from's jobs; a missing or incompatible job is announced once."""
+        sources: list[WarmStartSource] = []
+        missing: list[str] = []
+        for ref in job.spec.warm_start.sources:
+            namespace = ref.namespace or _namespace(body)
+            source = self.cluster.get_job(namespace, ref.name)
+            if source is None:
+                missing.append(f"{namespace}/{ref.name}: no such TuningJob")
+                continue
+            try:
+                parameters = load_tuningjob(source).spec.parameters
+            except SpecError:
+                parameters = None  # judged trial by trial
+            records = [record_from_trial(trial) for trial in self.cluster.list_trials(namespace, ref.name)]
+            sources.append(WarmStartSource(f"{namespace}/{ref.name}", parameters, records))
+        imported = import_trials(job.spec, sources)
+        if (body.get("status") or {}).get("importedTrials") is None:
+            for message in missing + imported.incompatible:
+                self.cluster.emit_event(body, "Warning", "WarmStartSkipped", message)
+            if job.spec.warm_start.sources:
+                self.cluster.emit_event(body, "Normal", "WarmStarted",
+                                        f"imported {len(imported.records)} trials ({imported.dropped} dropped: "
+                                        "outside this job's space or without its objective)")
+        return imported
 
     def _delete_stray_pods(
         self, body: dict[str, Any], state: JobState, pods: dict[str, dict[str, Any]], now: float
@@ -464,6 +500,10 @@ class JobReconciler:
             "trials": st.trials_progress(counts),
             "bestTrial": best,
             "paretoFront": front,
+            "importedTrials": engine.imported_count,
+            "importedTrialsDropped": state.imported.dropped,
+            "gpuHoursUsed": round(engine.budget_usage(now).gpu_hours, 6),
+            "cpuHoursUsed": round(engine.budget_usage(now).cpu_hours, 6),
             "startTime": previous.get("startTime") or now_text,
             "completionTime": completion,
             "message": message,
@@ -492,9 +532,13 @@ def _refused_edit(body: Mapping[str, Any], accepted: Mapping[str, Any]) -> str |
             f"different search spaces cannot share a study). Revert the edit, or create a new TuningJob.")
 
 
+# Hours grow at every pass while trials run: they ride along with other changes instead of forcing a patch.
+_GROWING_FIELDS = ("gpuHoursUsed", "cpuHoursUsed")
+
+
 def _comparable(status: Mapping[str, Any]) -> Any:
-    """The status without times of conditions and without empty fields (merge-patch nulls remove them)."""
-    cleaned = {key: value for key, value in status.items() if value is not None}
+    """The status without times of conditions, hours used and empty fields (merge-patch nulls remove them)."""
+    cleaned = {key: value for key, value in status.items() if value is not None and key not in _GROWING_FIELDS}
     cleaned["conditions"] = [
         {key: value for key, value in condition.items() if key != "lastTransitionTime"}
         for condition in status.get("conditions") or []
