@@ -15,21 +15,21 @@ def test_flags_absent_from_the_command_line_come_from_ktune_param_variables():
     env = {
         "KTUNE_PARAM_LEARNING_RATE": "0.0003",
         "KTUNE_PARAM_BATCH_SIZE": "64.0",
-        "KTUNE_PARAM_LOSS": "listwise",
+        "KTUNE_PARAM_LOSS": "pointwise-mse",
         "KTUNE_PARAM_BF16": "false",
         "KTUNE_PARAM_EPOCHS": "2",
     }
     args = _parse(["train", "--epochs", "5"], env)
     assert args.learning_rate == 0.0003
     assert args.batch_size == 64
-    assert args.loss == "listwise"
+    assert args.loss == "pointwise-mse"
     assert args.bf16 is False
     assert args.epochs == 5  # the flag wins over the variable
 
 
 def test_defaults_hold_without_variables():
     args = _parse(["train"], {})
-    assert (args.learning_rate, args.batch_size, args.epochs, args.loss) == (1e-3, 32, 3, "pointwise-bce")
+    assert (args.learning_rate, args.batch_size, args.epochs, args.loss) == (1e-3, 32, 3, "listwise")
 
 
 @pytest.mark.parametrize(

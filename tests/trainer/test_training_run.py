@@ -99,7 +99,17 @@ def _scrape(port: int) -> dict[tuple[str, str | None], float] | None:
 def test_training_serves_metrics_while_it_runs_and_beats_the_untrained_model(tmp_path: Path, easy_data: str):
     port = _free_port()
     process = subprocess.Popen(
-        [TRAINER, "train", *_quick(easy_data), "--epochs", "8", "--batch-size", "40"],
+        [
+            TRAINER,
+            "train",
+            *_quick(easy_data),
+            "--epochs",
+            "8",
+            "--batch-size",
+            "40",
+            "--output-dir",
+            str(tmp_path / "model"),
+        ],
         env=_environ(tmp_path, port, learning_rate="0.002", loss="listwise"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -133,6 +143,8 @@ def test_training_serves_metrics_while_it_runs_and_beats_the_untrained_model(tmp
     assert set(result) == RESULT_KEYS
     assert len((tmp_path / "result.json").read_bytes()) < 4096
     assert result["model_parameters"] > 10_000
+    saved = {path.name for path in (tmp_path / "model").iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= saved, saved
 
     baseline = subprocess.run(
         [TRAINER, "baseline", *_quick(easy_data), "--loss", "listwise"],

@@ -102,7 +102,7 @@ def _add_training_flags(parser: argparse.ArgumentParser) -> None:
     )
     add("--max-length", type=_positive_int, default=128, help="tokens per (query, product) pair (default 128)")
     add("--max-grad-norm", type=_non_negative_float, default=1.0, help="gradient clipping norm, 0 = off (default 1.0)")
-    add("--loss", choices=LOSS_CHOICES, default="pointwise-bce", help="training loss (default pointwise-bce)")
+    add("--loss", choices=LOSS_CHOICES, default="listwise", help="training loss (default listwise)")
     add("--seed", type=int, default=42, help="seed of initialisation, shuffling and sampling (default 42)")
     add("--eval-steps", type=_positive_int, default=None, help="also evaluate every N optimizer steps")
     add("--device", choices=DEVICE_CHOICES, default="auto", help="auto = CUDA when available (default auto)")

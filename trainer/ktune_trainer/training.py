@@ -58,7 +58,7 @@ class TrainingConfig:
     """Tokens per (query, product) pair; longer pairs are truncated, batches padded to their longest."""
     max_grad_norm: float = 1.0
     """Gradient clipping norm; 0 disables clipping."""
-    loss: str = "pointwise-bce"
+    loss: str = "listwise"
     seed: int = 42
     eval_steps: int | None = None
     """Evaluate every this many optimizer steps as well as after each epoch."""
