@@ -212,3 +212,48 @@ def test_a_pod_no_node_takes_fails_its_trial_as_unschedulable_after_the_timeout(
     harness.tick(now=1_767_225_600.0 + OperatorSettings().unschedulable_timeout_seconds)
     trial = harness.cluster.trials["job-0"]["status"]
     assert (trial["state"], trial["reason"], trial["message"]) == ("Failed", "Unschedulable", "0/1 nodes fit")
+
+
+def test_a_multi_objective_job_lists_its_pareto_front_instead_of_a_best_trial():
+    body = job_body(max_trials=2, parallelism=2)
+    del body["spec"]["objective"]
+    body["spec"]["objectives"] = [{"metric": "score", "direction": "maximize"},
+                                  {"metric": "loss", "direction": "minimize"}]
+    harness = Harness(body)
+    harness.tick()
+    harness.cluster.finish_pod("job-0-1", json.dumps({"score": 0.5, "loss": 0.1}))
+    harness.cluster.finish_pod("job-1-1", json.dumps({"score": 0.8, "loss": 0.3}))
+    status = harness.tick()
+    assert status["phase"] == "Succeeded"
+    assert "bestTrial" not in status
+    assert [(t["name"], t["values"]) for t in status["paretoFront"]] == [("job-0", [0.5, 0.1]), ("job-1", [0.8, 0.3])]
+
+
+def test_with_a_prometheus_source_the_operator_queries_prometheus_for_the_trial():
+    asked = []
+
+    def query(base_url: str, tuningjob: str, trial: int, namespace: str | None, timeout: float):
+        asked.append((base_url, tuningjob, trial, namespace))
+        return metrics.TrialMetrics(values={"score": 0.2}, step=1)
+
+    harness = Harness(job_body(max_trials=1, parallelism=1,
+                               metricsSource={"type": "prometheus", "url": "http://prom:9090"}))
+    harness.reconciler.query_prometheus = query
+    harness.tick()
+    harness.cluster.run_pod("job-0-1")
+    harness.tick()
+    assert asked == [("http://prom:9090", "job", 0, "ns")]
+    assert harness.cluster.trials["job-0"]["status"]["intermediate"] == [{"step": 1, "value": 0.2}]
+
+
+def test_raising_max_trials_of_a_finished_job_resumes_it():
+    harness = Harness(job_body(max_trials=1, parallelism=1))
+    harness.tick()
+    harness.cluster.finish_pod("job-0-1", json.dumps({"score": 0.5}))
+    assert harness.tick()["phase"] == "Succeeded"
+    harness.body["spec"]["budget"]["maxTrials"] = 2
+    harness.body["metadata"]["generation"] = 2
+    status = harness.tick()
+    assert status["phase"] == "Running"
+    assert "completionTime" not in status
+    assert sorted(harness.cluster.trials) == ["job-0", "job-1"]

@@ -8,7 +8,7 @@ from typing import Any
 
 from ktune.engine import TrialRecord
 from ktune.operator.pods import trial_name
-from ktune.operator.trials import _finite
+from ktune.operator.trials import json_number
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
 TERMINAL_PHASES = frozenset({SUCCEEDED, FAILED})
@@ -71,7 +71,7 @@ def trials_progress(counts: Mapping[str, int]) -> str:
 
 def trial_summary(tuningjob: str, record: TrialRecord, with_metrics: bool = True) -> dict[str, Any]:
     """A finished trial as `bestTrial` and `paretoFront` list it."""
-    values = [_finite(value) for value in record.values or []]
+    values = [json_number(value) for value in record.values or []]
     summary: dict[str, Any] = {
         "name": trial_name(tuningjob, record.number),
         "number": record.number,
@@ -81,7 +81,7 @@ def trial_summary(tuningjob: str, record: TrialRecord, with_metrics: bool = True
     if len(values) == 1:
         summary["value"] = values[0]
     if with_metrics:
-        summary["metrics"] = {name: _finite(value) for name, value in record.metrics.items()}
+        summary["metrics"] = {name: json_number(value) for name, value in record.metrics.items()}
     return summary
 
 

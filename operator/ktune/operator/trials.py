@@ -41,10 +41,10 @@ def trial_status(record: TrialRecord, attempts: int, pod_name: str | None, keep_
         "attempts": attempts,
         "podName": pod_name,
         "paramsSummary": params_summary(record.params),
-        "intermediate": [{"step": step, "value": _finite(record.intermediate[step])} for step in steps],
-        "metrics": {name: _finite(value) for name, value in record.metrics.items()},
-        "values": [_finite(value) for value in record.values] if record.values is not None else None,
-        "value": _finite(record.values[0]) if record.values else None,
+        "intermediate": [{"step": step, "value": json_number(record.intermediate[step])} for step in steps],
+        "metrics": {name: json_number(value) for name, value in record.metrics.items()},
+        "values": [json_number(value) for value in record.values] if record.values is not None else None,
+        "value": json_number(record.values[0]) if record.values else None,
         "reason": record.reason,
         "message": (record.message or "")[-1024:] or None,
         "startTime": rfc3339(record.started_at),
@@ -99,7 +99,7 @@ def epoch(text: str | None) -> float | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def _finite(value: float) -> float | None:
+def json_number(value: float) -> float | None:
     """JSON has no NaN or infinity: such a value is written as null."""
     return float(value) if math.isfinite(value) else None
 
