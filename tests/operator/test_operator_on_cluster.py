@@ -251,7 +251,8 @@ def test_jobs_in_two_namespaces_run_at_once(
 ):
     other = f"{namespace[:50]}-b"
     cluster.kubectl("create", "namespace", other)
-    process = OperatorProcess(operator_kubeconfig, [namespace, other], tmp_path / "operator.log").start()
+    # No --namespace: all namespaces, as the Deployment runs it (the ClusterRole must allow cluster-wide watches).
+    process = OperatorProcess(operator_kubeconfig, [], tmp_path / "operator.log").start()
     try:
         for ns in (namespace, other):
             apply(cluster, stand_in_job("twin", ns, budget={"maxTrials": 2, "parallelism": 2},
