@@ -147,9 +147,7 @@ class ControlPlane:
         apiserver.stop()
         time.sleep(downtime)
         apiserver.start()
-        pki_dir = self.workdir / "pki"
-        port = next(a for a in apiserver.argv if a.startswith("--secure-port=")).split("=")[1]
-        self._wait_readyz(f"https://127.0.0.1:{port}", pki_dir / "ca.crt", pki_dir / "admin.crt", pki_dir / "admin.key")
+        self._wait_apiserver_ready()
 
     def restart_etcd(self, downtime: float = 0.0) -> None:
         """Stop etcd, wait ``downtime`` seconds, start it again on the same ports and data; wait for /readyz."""
@@ -157,9 +155,13 @@ class ControlPlane:
         etcd.stop()
         time.sleep(downtime)
         etcd.start()
-        apiserver = self.components["kube-apiserver"]
+        self._wait_apiserver_ready()
+
+    def _wait_apiserver_ready(self) -> None:
+        """Wait for /readyz of the kube-apiserver started earlier (same port and certificates)."""
+        argv = self.components["kube-apiserver"].argv
+        port = next(a for a in argv if a.startswith("--secure-port=")).split("=")[1]
         pki_dir = self.workdir / "pki"
-        port = next(a for a in apiserver.argv if a.startswith("--secure-port=")).split("=")[1]
         self._wait_readyz(f"https://127.0.0.1:{port}", pki_dir / "ca.crt", pki_dir / "admin.crt", pki_dir / "admin.key")
 
     def wait_ready(self, server: str, pki: certs.Pki) -> None:
