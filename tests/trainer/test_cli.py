@@ -56,3 +56,8 @@ def test_make_data_writes_a_file_that_train_can_load(tmp_path, capsys):
 
     data = load_data(str(tmp_path / "esci.csv"))
     assert sum(len(data.split(name)) for name in ("train", "validation", "test")) == 30
+
+
+def test_make_data_refuses_too_few_queries(tmp_path, capsys):
+    assert main(["make-data", "--out", str(tmp_path), "--queries", "5"]) == 2
+    assert "--queries 5: need at least 10" in capsys.readouterr().err

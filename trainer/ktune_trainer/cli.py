@@ -192,6 +192,8 @@ def training_config(args: argparse.Namespace):
 def run_make_data(args: argparse.Namespace) -> int:
     from ktune_trainer.synthetic import generate
 
+    if args.queries < 10:
+        raise DataError(f"--queries {args.queries}: need at least 10 to fill train, validation and test")
     rows = generate(args.queries, args.seed)
     path = args.out / f"esci.{args.format}"
     write_rows(rows, path)
