@@ -7,13 +7,7 @@ import pytest
 
 from tests.cluster.controlplane import Cluster
 from tests.operator.operator_harness import OperatorProcess, install_manifests
-
-# Short bounds so that stuck attempts end within a test's patience (the defaults are minutes).
-FAST_TIMEOUTS = {
-    "KTUNE_OPERATOR_METRICS_UNAVAILABLE_TIMEOUT_SECONDS": "8",
-    "KTUNE_OPERATOR_LOST_POD_TIMEOUT_SECONDS": "5",
-    "KTUNE_OPERATOR_UNSCHEDULABLE_TIMEOUT_SECONDS": "5",
-}
+from tests.reliability.fast_timeouts import FAST_TIMEOUTS
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,13 @@
 """A trainer that misbehaves as told by its `mode` parameter (KTUNE_PARAM_MODE), for the fault tests.
 
 ok: serves metrics and reports score 0.5; crash: raises (exit 1, traceback in the log); nan: reports NaN
-as the objective; oom: SIGKILLs itself (exit 137, which the test node agent reports as OOMKilled, as the
+as the objective; oom: exits 137 as when SIGKILLed (, which the test node agent reports as OOMKilled, as the
 kubelet does for the OOM killer); missing: reports only `loss`, not the objective; silent: never serves
 metrics and never ends.
 """
 
 import json
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -32,7 +31,7 @@ def main() -> None:
     if mode == "crash":
         raise RuntimeError("the trainer crashed on purpose")
     if mode == "oom":
-        os.kill(os.getpid(), signal.SIGKILL)
+        os._exit(137)  # what a SIGKILLed process exits with; the test node agent reads 137 as OOMKilled
     result = {"ok": {"score": 0.5}, "nan": {"score": float("nan")}, "missing": {"loss": 0.1}}[mode]
     Path(os.environ["KTUNE_RESULT_PATH"]).write_text(json.dumps(result))
 

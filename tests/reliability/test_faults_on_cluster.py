@@ -7,9 +7,11 @@ Counts and outcomes are summarised in RELIABILITY.md.
 
 import json
 import random
+import sys
 import time
 from pathlib import Path
 
+import kubernetes
 import pytest
 
 from tests.cluster.controlplane import Cluster
@@ -22,6 +24,7 @@ from tests.operator.operator_harness import (
     wait_finished,
     wait_for,
 )
+from tests.reliability.fast_timeouts import FAST_TIMEOUTS
 
 pytestmark = pytest.mark.cluster
 
@@ -80,3 +83,122 @@ def test_an_operator_sigkilled_ten_times_during_a_30_trial_job_runs_exactly_30_t
     assert launches_by_trial(launches) == {str(n): 1 for n in range(30)}, "a trial ran twice"
     assert seen, "no trial finished between the kills: the kills did not hit a working operator"
     print(f"{KILLS} kills; {len(seen)} results seen before the last kill were all kept")
+
+
+def pod_phase(cluster: Cluster, namespace: str, name: str) -> str | None:
+    pods = {p["metadata"]["name"]: p for p in get(cluster, "pods", namespace)["items"]}
+    return (pods.get(name, {}).get("status") or {}).get("phase")
+
+
+def wait_one_succeeded(cluster: Cluster, namespace: str, job: str, operator: OperatorProcess) -> None:
+    wait_for(lambda: finished_values(cluster, namespace, job), 90, f"a trial of {job} to succeed", operator)
+
+
+@pytest.mark.parametrize("component", ["kube-apiserver", "etcd"])
+def test_the_operator_survives_a_control_plane_restart_mid_job_and_the_job_completes(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, component: str
+):
+    apply(cluster, stand_in_job("restarted", namespace, budget={"maxTrials": 6, "parallelism": 2},
+                                args=["--steps", "4", "--step-seconds", "0.5"]))
+    wait_one_succeeded(cluster, namespace, "restarted", operator)
+    restart = cluster.restart_apiserver if component == "kube-apiserver" else cluster.restart_etcd
+    restart(downtime=5)
+    finished = wait_finished(cluster, namespace, "restarted", 240, operator)
+    assert operator.process.poll() is None, "the operator exited instead of reconnecting"
+    assert finished["status"]["phase"] == "Succeeded"
+    assert states(cluster, namespace, "restarted") == {n: ("Succeeded", None) for n in range(6)}
+
+
+def test_a_trial_pod_deleted_by_hand_is_retried_as_a_new_attempt(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+):
+    apply(cluster, stand_in_job("deleted", namespace, retries=1, budget={"maxTrials": 1, "parallelism": 1},
+                                args=["--steps", "20", "--step-seconds", "0.5"]))
+    wait_for(lambda: pod_phase(cluster, namespace, "deleted-0-1") == "Running", 60, "the first attempt's pod to run",
+             operator)
+    cluster.kubectl("delete", "pod", "deleted-0-1", "-n", namespace, "--wait=false")
+    finished = wait_finished(cluster, namespace, "deleted", 120, operator)
+    trial = trials_of(cluster, namespace, "deleted")[0]
+    assert finished["status"]["phase"] == "Succeeded"
+    assert (trial["status"]["state"], trial["status"]["attempts"]) == ("Succeeded", 2)
+    retried = [e["message"] for e in get(cluster, "events", namespace)["items"] if e["reason"] == "TrialRetried"]
+    assert len(retried) == 1 and "attempt 1 failed" in retried[0], retried
+
+
+def test_a_trial_pod_deleted_by_hand_without_retries_left_fails_and_the_job_goes_on(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+):
+    apply(cluster, stand_in_job("noretry", namespace, budget={"maxTrials": 2, "parallelism": 1},
+                                args=["--steps", "12", "--step-seconds", "0.5"]))
+    wait_for(lambda: pod_phase(cluster, namespace, "noretry-0-1") == "Running", 60, "the first trial's pod to run",
+             operator)
+    cluster.kubectl("delete", "pod", "noretry-0-1", "-n", namespace, "--wait=false")
+    finished = wait_finished(cluster, namespace, "noretry", 120, operator)
+    trial_states = states(cluster, namespace, "noretry")
+    assert trial_states[0][0] == "Failed" and trial_states[0][1] in ("PodDeleted", "Error"), trial_states
+    assert trial_states[1] == ("Succeeded", None)
+    assert finished["status"]["trialCounts"]["failed"] == 1
+
+
+def test_trials_on_a_lost_node_fail_with_node_lost_after_a_bounded_time_and_the_job_finishes(
+    cluster: Cluster, namespace: str, operator_kubeconfig: Path, tmp_path: Path
+):
+    lost = cluster.start_node_agent("ktune-node-lost", cpu="2", memory="4Gi")
+    core = kubernetes.client.CoreV1Api(cluster.api)
+    # Metrics patience longer than the node's eviction, so that the lost-node rule is what ends the attempts.
+    operator = OperatorProcess(operator_kubeconfig, [namespace], tmp_path / "operator.log", extra_env={
+        **FAST_TIMEOUTS, "KTUNE_OPERATOR_METRICS_UNAVAILABLE_TIMEOUT_SECONDS": "600"}).start()
+    try:
+        job = stand_in_job("stranded", namespace, budget={"maxTrials": 2, "parallelism": 2},
+                           args=["--steps", "600", "--step-seconds", "0.5"])
+        pod_spec = job["spec"]["trial"]["template"]["spec"]
+        pod_spec["nodeSelector"] = {"kubernetes.io/hostname": lost.name}
+        pod_spec["terminationGracePeriodSeconds"] = 1
+        apply(cluster, job)
+
+        def both_running() -> bool:
+            pods = get(cluster, "pods", namespace)["items"]
+            return len(pods) == 2 and all((p.get("status") or {}).get("phase") == "Running" for p in pods)
+
+        wait_for(both_running, 60, "both trials to run on the doomed node", operator)
+        lost.kill()
+        # Node grace (20 s) + the pods' unreachable toleration (30 s) + the operator's lost-pod timeout (5 s).
+        finished = wait_finished(cluster, namespace, "stranded", 240, operator)
+        trial_states = states(cluster, namespace, "stranded")
+        assert finished["status"]["phase"] == "Failed"
+        assert {state for state, _ in trial_states.values()} == {"Failed"}
+        assert {reason for _, reason in trial_states.values()} == {"NodeLost"}, trial_states
+        assert "ktune-node-lost" in trials_of(cluster, namespace, "stranded")[0]["status"]["message"]
+        wait_for(lambda: not get(cluster, "pods", namespace)["items"], 30, "the stranded pods to be force-deleted",
+                 operator)
+    finally:
+        operator.stop()
+        lost.kill()
+        core.delete_node(lost.name)
+
+
+def test_a_trainer_that_crashes_reports_nan_is_oom_killed_or_never_serves_metrics_fails_that_trial_only(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+):
+    modes = ["ok", "crash", "nan", "oom", "missing", "silent"]
+    job = stand_in_job("faulty", namespace, parameters=[{"name": "mode", "type": "categorical", "choices": modes}],
+                       sampler={"name": "grid", "seed": 1}, budget={"maxTrials": 6, "parallelism": 2})
+    job["spec"]["trial"]["template"]["spec"]["containers"][0].update(
+        {"command": [sys.executable, str(FAULTY_TRAINER)], "args": []})
+    apply(cluster, job)
+    finished = wait_finished(cluster, namespace, "faulty", 180, operator)
+    by_mode = {t["spec"]["params"]["mode"]: t["status"] for t in trials_of(cluster, namespace, "faulty").values()}
+    outcome = {mode: (status["state"], status.get("reason")) for mode, status in by_mode.items()}
+    assert outcome == {
+        "ok": ("Succeeded", None),
+        "crash": ("Failed", "Error"),
+        "nan": ("Failed", "InvalidObjective"),
+        "oom": ("Failed", "OOMKilled"),
+        "missing": ("Failed", "MissingObjective"),
+        "silent": ("Failed", "MetricsUnavailable"),
+    }
+    assert "the trainer crashed on purpose" in by_mode["crash"]["message"]
+    assert "exit code 137" in by_mode["oom"]["message"]
+    assert "score" in by_mode["missing"]["message"]
+    assert finished["status"]["phase"] == "Succeeded", "one good trial among failures: the job goes on and ends"
+    assert finished["status"]["bestTrial"]["params"] == {"mode": "ok"}
