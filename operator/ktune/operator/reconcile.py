@@ -196,7 +196,13 @@ class JobReconciler:
         missing: list[str] = []
         for ref in job.spec.warm_start.sources:
             namespace = ref.namespace or _namespace(body)
-            source = self.cluster.get_job(namespace, ref.name)
+            try:
+                source = self.cluster.get_job(namespace, ref.name)
+            except ApiError as error:
+                if error.status != 403:
+                    raise
+                missing.append(f"{namespace}/{ref.name}: the operator may not read it ({error})")
+                continue
             if source is None:
                 missing.append(f"{namespace}/{ref.name}: no such TuningJob")
                 continue
