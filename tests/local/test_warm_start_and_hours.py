@@ -64,3 +64,16 @@ def test_warm_start_from_a_directory_that_holds_no_run_is_a_clear_error(tmp_path
     code = main(["run", str(job_file), "--output", str(tmp_path / "out"), "--warm-start", str(tmp_path / "nope")])
     assert code == EXIT_BAD_INPUT
     assert f"warm start from {tmp_path / 'nope'}: not a ktune run directory" in capsys.readouterr().err
+
+
+def test_warm_start_names_in_the_spec_are_read_as_earlier_runs_under_ktune_runs(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_locally(load_tuningjob(stand_in_manifest("earlier", max_trials=2, parallelism=2, steps=1,
+                                                 step_seconds=0.05)), Path("ktune-runs") / "earlier")
+    manifest = stand_in_manifest("later", max_trials=1, parallelism=1, steps=1, step_seconds=0.05, sampler=TPE)
+    manifest["spec"]["warmStart"] = {"from": [{"name": "earlier"}], "enqueue": [{"x": 0.3}]}
+    outcome, progress = run_warm(load_tuningjob(manifest), Path("ktune-runs") / "later", ())
+
+    assert "warm start: imported 2 trials from ktune-runs/earlier (0 dropped" in progress
+    assert outcome.records[0].params == {"x": 0.3}  # the enqueued configuration runs first
+    assert outcome.records[0].metrics["score"] == 1.0
