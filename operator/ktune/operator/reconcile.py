@@ -25,6 +25,7 @@ from ktune import contract, metrics
 from ktune.engine import JOB_STOPPED, Engine, FinishDecision, TrialRecord, TrialState
 from ktune.operator import status as st
 from ktune.operator.cluster import AlreadyExists, ApiError, Cluster
+from ktune.operator.pod_policy import forbidden_fields
 from ktune.operator.pods import pod_attempt, trial_name, trial_pod_manifest, trial_pod_name
 from ktune.operator.settings import OperatorSettings
 from ktune.operator.trials import epoch, record_from_trial, rfc3339, trial_attempts, trial_manifest, trial_status
@@ -129,6 +130,8 @@ class JobReconciler:
             except SpecError as error:
                 self._write_invalid(body, error.problems, now)
                 return None, None
+            if self._refused_by_policy(body, job, now):
+                return None, None
             accepted = {key: job.manifest["spec"][key] for key in UNSAFE_FIELDS if key in job.manifest["spec"]}
             self.cluster.patch_job_annotations(
                 _namespace(body), job.name, {ACCEPTED_SPEC_ANNOTATION: json.dumps(accepted, sort_keys=True)}
@@ -143,7 +146,16 @@ class JobReconciler:
         except SpecError as error:
             self._write_invalid(body, error.problems, now)
             return None, None
+        if self._refused_by_policy(body, job, now):
+            return None, None
         return job, _refused_edit(body, accepted)
+
+    def _refused_by_policy(self, body: dict[str, Any], job: TuningJob, now: float) -> bool:
+        """Mark the job Invalid when the admin forbids what its trial template asks for."""
+        problems = forbidden_fields(job.spec.trial.template) if self.settings.forbid_privileged_trials else []
+        if problems:
+            self._write_invalid(body, problems, now)
+        return bool(problems)
 
     def _write_invalid(self, body: dict[str, Any], problems: list[str], now: float) -> None:
         previous = body.get("status") or {}

@@ -42,14 +42,21 @@ class OperatorSettings:
     max_workers: int = 32
     """Threads for reconcile passes: how many TuningJobs can be reconciled at the same moment."""
 
+    forbid_privileged_trials: bool = False
+    """Refuse (mark Invalid) TuningJobs whose trial template asks for privileged containers, hostPath volumes,
+    hostNetwork, hostPID or hostIPC."""
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "OperatorSettings":
         """Settings with every `KTUNE_OPERATOR_<FIELD>` variable applied; a bad value names the variable."""
         environ = os.environ if environ is None else environ
-        values: dict[str, float | int] = {}
+        values: dict[str, float | int | bool] = {}
         for spec in fields(cls):
             variable = ENV_PREFIX + spec.name.upper()
             if variable not in environ:
+                continue
+            if spec.type in (bool, "bool"):
+                values[spec.name] = _boolean(variable, environ[variable])
                 continue
             convert = int if spec.type in (int, "int") else float
             try:
@@ -62,3 +69,10 @@ class OperatorSettings:
                 raise ValueError(f"{variable} must be > 0 (got {environ[variable]})")
             values[spec.name] = value
         return cls(**values)
+
+
+def _boolean(variable: str, text: str) -> bool:
+    """`true`/`false` (any case, as helm renders booleans); anything else names the variable."""
+    if text.strip().lower() in ("true", "false"):
+        return text.strip().lower() == "true"
+    raise ValueError(f"{variable}={text!r} must be true or false")
