@@ -3,7 +3,9 @@
 import copy
 import json
 
+from ktune.operator.inspection import ClusterStudy, status_report
 from ktune.operator.trials import rfc3339, trial_manifest
+from ktune.spec import load_tuningjob
 from tests.operator.test_reconcile import NOW, Harness, job_body
 
 GPU_TEMPLATE = {"spec": {"containers": [{"name": "t", "image": "trainer:1",
@@ -63,3 +65,12 @@ def test_a_gpu_hour_budget_smaller_than_two_trials_ends_the_job_after_the_first(
     assert succeeded["reason"] == "BudgetExhausted"
     assert "0.03333 of 0.03 GPU-hours used (maxGpuHours" in succeeded["message"]
     assert sorted(harness.cluster.trials) == ["job-0"]
+
+
+def test_ktune_status_shows_the_imported_trials_and_the_hours_used():
+    body = job_body()
+    body["status"] = {"phase": "Succeeded", "trials": "1/3", "importedTrials": 7, "importedTrialsDropped": 2,
+                      "gpuHoursUsed": 0.5, "cpuHoursUsed": 2.25}
+    report = status_report(ClusterStudy(body, load_tuningjob(job_body()).spec, []))
+    assert "Warm start: 7 imported trials (2 dropped)" in report
+    assert "Hours used: 0.5 GPU, 2.25 CPU" in report

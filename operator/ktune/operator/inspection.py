@@ -85,6 +85,11 @@ def status_report(study: ClusterStudy) -> str:
     if best:
         lines.append(f"Best: {best.get('name')} value={_number(best.get('value'))} "
                      f"params={json.dumps(best.get('params'), sort_keys=True)}")
+    if status.get("importedTrials") or status.get("importedTrialsDropped"):
+        lines.append(f"Warm start: {status.get('importedTrials', 0)} imported trials "
+                     f"({status.get('importedTrialsDropped', 0)} dropped)")
+    if status.get("cpuHoursUsed") is not None:
+        lines.append(f"Hours used: {_number(status.get('gpuHoursUsed'))} GPU, {_number(status['cpuHoursUsed'])} CPU")
     lines.append("")
     lines.append(trials_table(study.spec, study.records))
     return "\n".join(lines)
