@@ -47,7 +47,8 @@ def test_helm_lint_strict_finds_nothing(values: list[str]):
 
 def test_default_values_make_a_cluster_wide_operator_with_its_service(default):
     assert kinds(default) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Pod", "Role", "RoleBinding",
-                              "Service", "ServiceAccount"]
+                              "Service", "ServiceAccount", "ValidatingAdmissionPolicy",
+                              "ValidatingAdmissionPolicyBinding"]
 
 
 @pytest.mark.parametrize("values", ["default", "non_default"])
