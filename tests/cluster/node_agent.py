@@ -602,16 +602,28 @@ class NodeAgent:
         }
         if running.last_state:
             container_status["lastState"] = running.last_state
-        self.patch_status(
-            pod,
-            {
-                "phase": phase,
-                "conditions": self.conditions(ready=False, reason="PodCompleted"),
-                "containerStatuses": [container_status],
-            },
-        )
+        final = {
+            "phase": phase,
+            "conditions": self.conditions(ready=False, reason="PodCompleted"),
+            "containerStatuses": [container_status],
+        }
+        try:
+            self.patch_status(pod, final)
+        except Exception:
+            # The API server is away (restarting): keep reporting, as the kubelet's status manager does.
+            log.warning("%s: final status not written; retrying", pod_key(pod))
+            threading.Thread(target=self.patch_until_written, args=(pod, final), daemon=True).start()
         if deleting:
             self.delete_now(pod)
+
+    def patch_until_written(self, pod: dict, status: dict) -> None:
+        while not self.stopping.is_set():
+            time.sleep(1.0)
+            try:
+                self.patch_status(pod, status)
+                return
+            except Exception as error:
+                log.warning("%s: final status still not written (%s)", pod_key(pod), error)
 
     @staticmethod
     def termination_message(container: dict, pod_dir: Path, exit_code: int) -> str:
