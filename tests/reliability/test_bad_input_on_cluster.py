@@ -77,6 +77,7 @@ CASES: list[tuple[str, Mutation, str]] = [
     ("log-with-negative-low", set_in("parameters.0", {"name": "x", "type": "float", "low": -1.0, "high": 1.0,
                                                       "log": True}), "log"),
     ("grid-over-float-without-step", set_in("sampler", {"name": "grid"}), "grid"),
+    ("etcd-sized-arg", container(args=["--junk=" + "w" * (1_200_000)]), ""),
     ("megabyte-arg", container(args=["--junk=" + "x" * (2 * MEGABYTE)]), ""),
     ("four-megabyte-arg", container(args=["--junk=" + "y" * (4 * MEGABYTE)]), ""),
     ("ten-thousand-args", container(args=["--flag"] * 10_000 + ["z" * 200_000]), ""),

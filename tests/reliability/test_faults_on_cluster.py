@@ -103,7 +103,14 @@ def test_the_operator_survives_a_control_plane_restart_mid_job_and_the_job_compl
     wait_one_succeeded(cluster, namespace, "restarted", operator)
     restart = cluster.restart_apiserver if component == "kube-apiserver" else cluster.restart_etcd
     restart(downtime=5)
-    finished = wait_finished(cluster, namespace, "restarted", 240, operator)
+    try:
+        finished = wait_finished(cluster, namespace, "restarted", 150, operator)
+    except AssertionError as error:
+        job = get(cluster, "tuningjob", namespace, "restarted")
+        pods = {p["metadata"]["name"]: (p.get("status") or {}).get("phase")
+                for p in get(cluster, "pods", namespace)["items"]}
+        raise AssertionError(f"job status {job.get('status')}\ntrials {states(cluster, namespace, 'restarted')}\n"
+                             f"pods {pods}") from error
     assert operator.process.poll() is None, "the operator exited instead of reconnecting"
     assert finished["status"]["phase"] == "Succeeded"
     assert states(cluster, namespace, "restarted") == {n: ("Succeeded", None) for n in range(6)}

@@ -1,0 +1,78 @@
+"""The escalation question on the real API server: someone who may create TuningJobs but not Pods cannot use
+ktune to run pods. manifests/admission/ refuses their TuningJob at `kubectl apply`; a user who may create
+pods in the namespace is let through. Both users are ServiceAccounts with their own tokens."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.cluster.controlplane import Cluster
+from tests.cluster.waiting import wait_until
+from tests.operator.operator_harness import stand_in_job
+
+pytestmark = pytest.mark.cluster
+
+POLICY = Path(__file__).resolve().parents[2] / "manifests" / "admission" / "tuningjob-author-may-create-pods.yaml"
+JOB_RIGHTS = {"apiGroups": ["ktune.dev"], "resources": ["tuningjobs"], "verbs": ["get", "list", "create", "patch"]}
+POD_RIGHTS = {"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]}
+
+
+def user_with(cluster: Cluster, namespace: str, name: str, rules: list[dict]) -> Path:
+    """A ServiceAccount with exactly `rules` in `namespace`; its kubeconfig."""
+    documents = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": name, "namespace": namespace}, "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": name, "namespace": namespace},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]},
+    ]
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(documents))
+    return cluster.service_account_kubeconfig(namespace, name)
+
+
+def apply_as(cluster: Cluster, kubeconfig: Path, job: dict):
+    return cluster.kubectl("apply", f"--kubeconfig={kubeconfig}", "-f", "-", input=json.dumps(job), check=False)
+
+
+def test_a_tuningjob_author_who_may_not_create_pods_is_refused_at_apply_and_one_who_may_is_not(
+    cluster: Cluster, operator_kubeconfig: Path, namespace: str
+):
+    cluster.kubectl("apply", "-f", str(POLICY))
+    try:
+        check_two_users(cluster, namespace)
+    finally:
+        cluster.kubectl("delete", "-f", str(POLICY))
+
+
+def check_two_users(cluster: Cluster, namespace: str) -> None:
+    pod_runner = user_with(cluster, namespace, "pod-runner", [JOB_RIGHTS, POD_RIGHTS])
+    job_only = user_with(cluster, namespace, "job-only", [JOB_RIGHTS])
+    answer = cluster.kubectl("auth", "can-i", "create", "tuningjobs.ktune.dev", "-n", namespace,
+                             f"--kubeconfig={job_only}", check=False)
+    assert answer.stdout.strip() == "yes", "RBAC alone would let job-only create TuningJobs"
+
+    refused = wait_until(
+        lambda: (r := apply_as(cluster, job_only, stand_in_job("sneaky", namespace))).returncode != 0 and r,
+        "the admission policy to refuse the TuningJob of a user who may not create pods", timeout=60)
+    assert "ValidatingAdmissionPolicy" in refused.stderr
+    assert f"system:serviceaccount:{namespace}:job-only may not create pods in namespace {namespace}" \
+        in refused.stderr
+    assert cluster.kubectl("get", "tuningjob", "sneaky", "-n", namespace, check=False).returncode != 0
+
+    allowed = apply_as(cluster, pod_runner, stand_in_job("allowed", namespace))
+    assert allowed.returncode == 0, allowed.stderr
+
+    # Changing the spec of a job someone else created is the same escalation, and refused the same way.
+    patch = json.dumps({"spec": {"budget": {"maxTrials": 3, "parallelism": 2}}})
+    edited = cluster.kubectl("patch", "tuningjob", "allowed", "-n", namespace, "--type=merge", "-p", patch,
+                             f"--kubeconfig={job_only}", check=False)
+    assert edited.returncode != 0 and "may not create pods" in edited.stderr, edited.stderr
+    # Metadata-only changes (labels, finalizers) are no escalation: the garbage collector and the operator
+    # make such changes too.
+    labelled = cluster.kubectl("label", "tuningjob", "allowed", "-n", namespace, "team=search",
+                               f"--kubeconfig={job_only}", check=False)
+    assert labelled.returncode == 0, labelled.stderr

@@ -1,0 +1,136 @@
+"""Least privilege on the real API server: the trial pods ktune creates, the admin's trial pod policy, each
+rule of the operator's ClusterRole (removing it breaks the operator), and a namespace-scoped install."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.cluster.controlplane import Cluster
+from tests.operator.operator_harness import (
+    MANIFESTS,
+    OPERATOR_NAMESPACE,
+    OperatorProcess,
+    apply,
+    condition,
+    get,
+    stand_in_job,
+    wait_finished,
+    wait_for,
+)
+
+pytestmark = pytest.mark.cluster
+
+CLUSTER_ROLE = next(doc for doc in yaml.safe_load_all((MANIFESTS / "operator.yaml").read_text())
+                    if doc and doc["kind"] == "ClusterRole")
+# Checked by the API server only where the OwnerReferencesPermissionEnforcement admission plugin is on (it is off
+# on the test control plane, as on many clusters); there, setting blockOwnerDeletion needs it.
+NEEDS_OWNER_REFERENCE_ENFORCEMENT = {"tuningjobs/finalizers", "trials/finalizers"}
+CHECKED_RULES = [index for index, rule in enumerate(CLUSTER_ROLE["rules"])
+                 if not set(rule["resources"]) <= NEEDS_OWNER_REFERENCE_ENFORCEMENT]
+
+
+def account_with(cluster: Cluster, name: str, rules: list[dict], namespace: str | None = None) -> Path:
+    """A ServiceAccount in ktune-system holding `rules` cluster-wide (or in `namespace` only); its kubeconfig."""
+    binding_kind, role_kind = ("RoleBinding", "Role") if namespace else ("ClusterRoleBinding", "ClusterRole")
+    scope = {"namespace": namespace} if namespace else {}
+    documents = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": OPERATOR_NAMESPACE}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": role_kind, "metadata": {"name": name, **scope},
+         "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": binding_kind, "metadata": {"name": name, **scope},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": name},
+         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": OPERATOR_NAMESPACE}]},
+    ]
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(documents))
+    return cluster.service_account_kubeconfig(OPERATOR_NAMESPACE, name)
+
+
+def test_the_trial_pod_on_the_server_carries_the_security_defaults(
+    cluster: Cluster, namespace: str, operator_kubeconfig: Path, tmp_path: Path
+):
+    operator = OperatorProcess(operator_kubeconfig, [namespace], tmp_path / "operator.log").start()
+    try:
+        apply(cluster, stand_in_job("safe", namespace, budget={"maxTrials": 1, "parallelism": 1}))
+        assert wait_finished(cluster, namespace, "safe", 90, operator)["status"]["phase"] == "Succeeded"
+    finally:
+        operator.stop()
+    pod = get(cluster, "pod", namespace, "safe-0-1")
+    assert pod["spec"]["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    security = pod["spec"]["containers"][0]["securityContext"]
+    assert security == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]}}
+    assert pod["spec"]["serviceAccountName"] == "default"
+
+
+def test_with_forbid_privileged_trials_a_job_asking_for_the_host_is_marked_invalid_and_runs_nothing(
+    cluster: Cluster, namespace: str, operator_kubeconfig: Path, tmp_path: Path
+):
+    operator = OperatorProcess(operator_kubeconfig, [namespace], tmp_path / "operator.log",
+                               extra_env={"KTUNE_OPERATOR_FORBID_PRIVILEGED_TRIALS": "true"}).start()
+    try:
+        job = stand_in_job("greedy", namespace, budget={"maxTrials": 1, "parallelism": 1})
+        template = job["spec"]["trial"]["template"]["spec"]
+        template.update({"hostNetwork": True, "hostPID": True,
+                         "volumes": [{"name": "root", "hostPath": {"path": "/"}}]})
+        template["containers"][0]["securityContext"] = {"privileged": True}
+        apply(cluster, job)
+
+        def invalid() -> dict | None:
+            found = condition(get(cluster, "tuningjob", namespace, "greedy"), "Invalid")
+            return found if found and found["status"] == "True" else None
+
+        message = wait_for(invalid, 60, "the privileged job to be marked Invalid", operator)["message"]
+        for field in ("hostNetwork", "hostPID", "volumes[0].hostPath", "containers[0].securityContext.privileged"):
+            assert f"spec.trial.template.spec.{field}: forbidden" in message, message
+        assert get(cluster, "pods", namespace)["items"] == []
+        apply(cluster, stand_in_job("modest", namespace, budget={"maxTrials": 1, "parallelism": 1}))
+        assert wait_finished(cluster, namespace, "modest", 90, operator)["status"]["phase"] == "Succeeded"
+    finally:
+        operator.stop()
+
+
+@pytest.mark.parametrize("removed", CHECKED_RULES,
+                         ids=lambda i: "+".join(CLUSTER_ROLE["rules"][i]["resources"]))
+def test_the_operator_without_any_one_rule_of_its_cluster_role_is_forbidden_something_it_needs(
+    cluster: Cluster, namespace: str, operator_kubeconfig: Path, tmp_path: Path, removed: int
+):
+    rules = [rule for index, rule in enumerate(CLUSTER_ROLE["rules"]) if index != removed]
+    kubeconfig = account_with(cluster, f"ktune-minus-{removed}", rules)
+    operator = OperatorProcess(kubeconfig, [namespace], tmp_path / "operator.log").start()
+    try:
+        apply(cluster, stand_in_job("rbac", namespace, budget={"maxTrials": 1, "parallelism": 1}))
+        resource = CLUSTER_ROLE["rules"][removed]["resources"][0].split("/")[0]
+        wait_for(lambda: f"forbidden: User \"system:serviceaccount:{OPERATOR_NAMESPACE}:ktune-minus-{removed}\""
+                 in operator.log() and resource in operator.log(), 90, f"a 403 on {resource}", operator)
+        job = get(cluster, "tuningjob", namespace, "rbac")
+        assert (job.get("status") or {}).get("phase") != "Succeeded"
+    finally:
+        operator.stop()
+
+
+def test_a_namespace_scoped_install_can_act_in_its_namespace_and_nowhere_else(
+    cluster: Cluster, namespace: str, operator_kubeconfig: Path
+):
+    other = f"{namespace[:50]}-other"
+    cluster.kubectl("create", "namespace", other)
+    try:
+        kubeconfig = account_with(cluster, "ktune-scoped", CLUSTER_ROLE["rules"], namespace=namespace)
+        checked = 0
+        for rule in CLUSTER_ROLE["rules"]:
+            group = rule["apiGroups"][0]
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    name, _, subresource = resource.partition("/")
+                    target = f"{name}.{group}" if group else name
+                    extra = [f"--subresource={subresource}"] if subresource else []
+                    for ns, expected in ((namespace, "yes"), (other, "no")):
+                        answer = cluster.kubectl("auth", "can-i", verb, target, *extra, "-n", ns,
+                                                 f"--kubeconfig={kubeconfig}", check=False)
+                        assert answer.stdout.strip() == expected, f"{verb} {target} in {ns}: {answer.stdout}"
+                        checked += 1
+        assert checked >= 30
+        refused = cluster.kubectl("get", "pods", "-n", other, f"--kubeconfig={kubeconfig}", check=False)
+        assert refused.returncode != 0 and "forbidden" in refused.stderr
+    finally:
+        cluster.kubectl("delete", "namespace", other, "--wait=false")
