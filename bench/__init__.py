@@ -1,0 +1,1 @@
+"""Benchmarks of ktune: one module per table in BENCHMARKS.md (`python -m bench.<name> --help`)."""
