@@ -77,7 +77,7 @@ CASES: list[tuple[str, Mutation, str]] = [
     ("log-with-negative-low", set_in("parameters.0", {"name": "x", "type": "float", "low": -1.0, "high": 1.0,
                                                       "log": True}), "log"),
     ("grid-over-float-without-step", set_in("sampler", {"name": "grid"}), "grid"),
-    ("etcd-sized-arg", container(args=["--junk=" + "w" * (1_200_000)]), ""),
+    ("over-the-annotation-limit-arg", container(args=["--junk=" + "w" * (1_200_000)]), ""),
     ("megabyte-arg", container(args=["--junk=" + "x" * (2 * MEGABYTE)]), ""),
     ("four-megabyte-arg", container(args=["--junk=" + "y" * (4 * MEGABYTE)]), ""),
     ("ten-thousand-args", container(args=["--flag"] * 10_000 + ["z" * 200_000]), ""),
@@ -115,9 +115,18 @@ def test_every_bad_tuningjob_is_refused_at_apply_or_marked_invalid_naming_the_fi
     assert get(cluster, "trials", namespace)["items"] == [], "a bad job started trials"
     print(f"{len(CASES)} cases: {len(refused)} refused at apply, {len(stored)} marked Invalid")
     for case, message in refused.items():
-        print(f"  refused  {case}: {message.splitlines()[0][:160]}")
+        reason = next((line for line in message.splitlines() if "spec" in line or "too large" in line), message)
+        print(f"  refused  {case}: {reason.strip()[:200]}")
     for case in stored:
         print(f"  invalid  {case}")
+
+    # Without kubectl apply's last-applied annotation (capped at 256 KiB), a 2 MB body passes the API server's
+    # 3 MiB request limit and reaches etcd, whose limit (1.5 MiB) refuses it.
+    huge = base_job(namespace, "etcd-too-large")
+    container(args=["--junk=" + "v" * (2 * MEGABYTE)])(huge)
+    created = cluster.kubectl("create", "-f", "-", input=json.dumps(huge), check=False, timeout=120)
+    assert created.returncode != 0 and "too large" in created.stderr, created.stderr[:600]
+    print(f"  refused  kubectl create with a 2 MB arg: {created.stderr.strip()[:200]}")
 
     apply(cluster, stand_in_job("good-after-bad", namespace, budget={"maxTrials": 2, "parallelism": 2}))
     finished = wait_finished(cluster, namespace, "good-after-bad", 120, operator)
