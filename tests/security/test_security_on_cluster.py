@@ -134,3 +134,17 @@ def test_a_namespace_scoped_install_can_act_in_its_namespace_and_nowhere_else(
         assert refused.returncode != 0 and "forbidden" in refused.stderr
     finally:
         cluster.kubectl("delete", "namespace", other, "--wait=false")
+
+
+def test_with_leader_election_the_operator_without_its_lease_role_is_forbidden_the_lease(
+    cluster: Cluster, namespace: str, operator_kubeconfig: Path, tmp_path: Path
+):
+    kubeconfig = account_with(cluster, "ktune-no-lease", CLUSTER_ROLE["rules"])
+    operator = OperatorProcess(kubeconfig, [namespace], tmp_path / "operator.log",
+                               ("--leader-election", OPERATOR_NAMESPACE)).start()
+    try:
+        wait_for(lambda: "leases.coordination.k8s.io" in operator.log() and "forbidden" in operator.log(), 90,
+                 "a 403 on the Lease", operator)
+        assert "leading as" not in operator.log()
+    finally:
+        operator.stop()
