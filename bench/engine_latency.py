@@ -171,8 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     sizes = [int(size) for size in args.sizes.split(",")]
-    result = {"machine": machine(), "settings": {"sizes": sizes, "asks": args.asks, "budget_seconds": args.budget_seconds,
-                                                 "seed": args.seed, "threads": args.threads}, "samplers": {}}
+    settings = {"sizes": sizes, "asks": args.asks, "budget_seconds": args.budget_seconds, "seed": args.seed,
+                "threads": args.threads}
+    result: dict[str, Any] = {"machine": machine(), "settings": settings, "samplers": {}}
     for sampler in args.samplers.split(","):
         result["samplers"][sampler] = bench_sampler(sampler, sizes, args.asks, args.budget_seconds, args.seed)
         print(sampler, result["samplers"][sampler], flush=True)

@@ -57,7 +57,7 @@ class PodWatch(threading.Thread):
     def run(self) -> None:
         try:
             self._record()
-        except Exception:  # noqa: BLE001 - the control plane stopped under the watch at the end
+        except Exception:  # the control plane stopped under the watch at the end
             return
 
     def _record(self) -> None:
@@ -111,21 +111,30 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Starts a control plane and a node agent for this run, measures, and stops them."""
     control_plane = ControlPlane(workdir=workdir, bin_dir=binary_dir())
     cluster = control_plane.start()
     agent = cluster.start_node_agent("ktune-node-0", cpu="64", memory="256Gi", pods=500)
-    operator = None
     try:
         kubeconfig = install_manifests(cluster)
-        namespace = "bench"
         core = kubernetes.client.CoreV1Api(cluster.api)
-        core.create_namespace({"metadata": {"name": namespace}})
-        custom = kubernetes.client.CustomObjectsApi(cluster.api)
-        while not core.list_namespaced_service_account(namespace, field_selector="metadata.name=default").items:
+        core.create_namespace({"metadata": {"name": "bench"}})
+        while not core.list_namespaced_service_account("bench", field_selector="metadata.name=default").items:
             time.sleep(0.2)
-        operator = OperatorProcess(kubeconfig, [namespace], workdir / "operator.log",
-                                   extra_env={"KTUNE_OPERATOR_RECONCILE_INTERVAL_SECONDS": str(args.reconcile_interval)})
-        operator.start()
+        return measure(cluster, kubeconfig, "bench", args, workdir / "operator.log")
+    finally:
+        agent.stop()
+        control_plane.stop()
+
+
+def measure(cluster: Cluster, kubeconfig: Path, namespace: str, args: argparse.Namespace,
+            log_path: Path) -> dict[str, Any]:
+    """Runs the operator on `namespace` of a running cluster (CRDs and RBAC installed) and the jobs in it."""
+    custom = kubernetes.client.CustomObjectsApi(cluster.api)
+    operator = OperatorProcess(kubeconfig, [namespace], log_path,
+                               extra_env={"KTUNE_OPERATOR_RECONCILE_INTERVAL_SECONDS": str(args.reconcile_interval)})
+    operator.start()
+    try:
         watch = PodWatch(cluster.api, namespace)
         watch.start()
         time.sleep(3)  # the operator is up and listing
@@ -150,10 +159,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         jobs = custom.list_namespaced_custom_object("ktune.dev", "v1alpha1", namespace, "tuningjobs")["items"]
         trials = custom.list_namespaced_custom_object("ktune.dev", "v1alpha1", namespace, "trials")["items"]
     finally:
-        if operator is not None:
-            operator.stop()
-        agent.stop()
-        control_plane.stop()
+        operator.stop()
     delta = {key: after[key] - before.get(key, 0) for key in after if after[key] - before.get(key, 0) > 0}
     delta[("tuningjobs", "LIST")] = delta.get(("tuningjobs", "LIST"), 0) - polls  # this script's polls
     total_trials = sum(1 for trial in trials)
@@ -163,6 +169,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                             if resource in OPERATOR_RESOURCES or (resource == "pods" and verb == "POST"))
     return {
         "machine": machine(),
+        "note": "API requests count every client of the shared kube-apiserver during the run",
         "settings": {"jobs": args.jobs, "trials": args.trials, "parallelism": args.parallelism,
                      "reconcile_interval_seconds": args.reconcile_interval},
         "finished_jobs": sum(1 for phase in phases.values() if phase in ("Succeeded", "Failed")),

@@ -17,7 +17,6 @@ random search's best after all its trials (mean over seeds).
 from __future__ import annotations
 
 import argparse
-import copy
 import math
 import multiprocessing
 import statistics

@@ -74,7 +74,7 @@ def ktune_rates(config: TrainingConfig, data: RankingData) -> dict[str, float]:
 
 
 def built_ranker(config: TrainingConfig, data: RankingData) -> tuple[Any, Any]:
-    """The tiny-bert ranker exactly as `train` builds it (same seed, same tokenizer) and the encoded validation split."""
+    """The tiny-bert ranker as `train` builds it (same seed, same tokenizer) and the encoded validation split."""
     seed_everything(config.seed)
     texts = [text for group in data.split("train") for text in (group.query, *group.product_texts)]
     ranker = build_ranker(config.model, texts, config.max_length, config.dropout)
@@ -98,7 +98,8 @@ def hf_rates(config: TrainingConfig, data: RankingData, out_dir: Path) -> dict[s
     arguments = TrainingArguments(
         output_dir=str(out_dir / "hf-trainer"), per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=EVAL_BATCH_PAIRS, num_train_epochs=config.epochs, learning_rate=config.learning_rate,
-        weight_decay=config.weight_decay, warmup_steps=math.floor(config.warmup_ratio * steps), max_grad_norm=config.max_grad_norm,
+        weight_decay=config.weight_decay, warmup_steps=math.floor(config.warmup_ratio * steps),
+        max_grad_norm=config.max_grad_norm,
         lr_scheduler_type="linear", seed=config.seed, report_to=[], save_strategy="no", logging_strategy="no",
         eval_strategy="no", dataloader_num_workers=0, use_cpu=config.device == "cpu", bf16=bool(config.bf16),
         disable_tqdm=True,
