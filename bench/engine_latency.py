@@ -106,7 +106,8 @@ def bench_sampler(sampler: str, sizes: list[int], asks: int, budget: float, seed
     for size in sizes:
         left = budget - (time.perf_counter() - started)
         if last is not None:
-            predicted = last[1] / 1000 * size / last[0] * (asks + (size - last[0] if driver else 0))
+            # Ask time at `size`, assuming linear growth; driving there costs about half that per ask on the way.
+            predicted = last[1] / 1000 * size / last[0] * (asks + ((size - last[0]) / 2 if driver else 0))
             if predicted > left:
                 points[str(size)] = {"reached": False, "predicted_seconds_needed": predicted}
                 continue
@@ -141,9 +142,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def growth(sizes: dict[str, Any]) -> str:
-    """The exponent k of ask time ~ N^k between the first and last size reached (1 = linear)."""
-    reached = [(int(n), p["ask_ms_median"]) for n, p in sizes.items() if p.get("reached")]
+def growth(sizes: dict[str, Any], key: str) -> str:
+    """The exponent k of `key` ~ N^k between the first and last size reached (1 = linear)."""
+    reached = [(int(n), p[key]) for n, p in sizes.items() if p.get("reached")]
     if len(reached) < 2 or reached[0][1] <= 0:
         return "-"
     (n0, t0), (n1, t1) = reached[0], reached[-1]
@@ -155,14 +156,14 @@ def table(result: dict[str, Any]) -> str:
     headers = ["sampler", "history"]
     for size in sizes:
         headers += [f"ask ms @{size}", f"rebuild s @{size}"]
-    headers.append("ask-time exponent k (t ~ N^k)")
+    headers += ["ask-time exponent k (t ~ N^k)", "rebuild exponent k"]
     rows = []
     for sampler, data in result["samplers"].items():
         row: list[Any] = [sampler, data["history"]]
         for size in sizes:
             point = data["sizes"][str(size)]
             row += [point["ask_ms_median"], point["rebuild_seconds"]] if point["reached"] else ["not reached", "-"]
-        row.append(growth(data["sizes"]))
+        row += [growth(data["sizes"], "ask_ms_median"), growth(data["sizes"], "rebuild_seconds")]
         rows.append(row)
     return markdown_table(headers, rows)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,7 @@ def hf_rates(config: TrainingConfig, data: RankingData, out_dir: Path) -> dict[s
     ranker.model.config.problem_type = "regression"
     steps = math.ceil(len(train_split.features) / config.batch_size) * config.epochs
     arguments = TrainingArguments(
-        output_dir=str(out_dir / "hf-trainer"), per_device_train_batch_size=config.batch_size,
+        output_dir=str(out_dir), per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=EVAL_BATCH_PAIRS, num_train_epochs=config.epochs, learning_rate=config.learning_rate,
         weight_decay=config.weight_decay, warmup_steps=math.floor(config.warmup_ratio * steps),
         max_grad_norm=config.max_grad_norm,
@@ -119,11 +120,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     data = load_data(f"synthetic:queries={args.queries},seed={args.data_seed}")
     config = config_of(args)
-    out_dir = args.out_dir or Path("bench/results")
     runs: dict[str, list[dict[str, float]]] = {"ktune": [], "hf": []}
-    for _ in range(args.repeats):
-        runs["ktune"].append(ktune_rates(config, data))
-        runs["hf"].append(hf_rates(config, data, out_dir))
+    with tempfile.TemporaryDirectory(prefix="hf-trainer-") as scratch:  # Trainer wants an output_dir; it saves nothing
+        for _ in range(args.repeats):
+            runs["ktune"].append(ktune_rates(config, data))
+            runs["hf"].append(hf_rates(config, data, Path(scratch)))
     best = {system: {key: max(run[key] for run in results) for key in results[0]} for system, results in runs.items()}
     return {
         "machine": machine(), "torch_threads": torch.get_num_threads(),
