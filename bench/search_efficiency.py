@@ -21,6 +21,7 @@ import math
 import multiprocessing
 import statistics
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +199,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--max-train-pairs", type=int, default=240)
     parser.add_argument("--max-length", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2, help="(method, seed) runs in parallel, 1 thread each")
+    parser.add_argument("--workers", type=int, default=2, help="parallel runs; 1 = in-process")
     parser.add_argument("--out-dir", type=Path, default=None)
     parser.add_argument("--name", default="search_efficiency")
     return parser.parse_args(argv)
@@ -212,8 +213,9 @@ def main(argv: list[str] | None = None) -> None:
     settings["checkpoints"] = sorted({n for n in (4, 8, 16, 32, args.trials) if n <= args.trials})
     tasks = [(method, seed, settings) for seed in settings["seeds"] for method in args.methods.split(",")]
     started, context, runs = time.perf_counter(), machine(), []
-    with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-        for run in pool.imap_unordered(run_method, tasks, chunksize=1):
+    with multiprocessing.get_context("spawn").Pool(args.workers) if args.workers > 1 else nullcontext() as pool:
+        results = pool.imap_unordered(run_method, tasks, chunksize=1) if pool else map(run_method, tasks)
+        for run in results:
             runs.append(run)  # written after every run: a partial matrix survives an interrupted benchmark
             result = {"machine": context, "settings": settings, "wall_seconds": time.perf_counter() - started,
                       "complete": len(runs) == len(tasks), "summary": summarise(runs, settings["checkpoints"]),
