@@ -163,6 +163,16 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") and not isinstance(value, int | float | str | bool) else value
 
 
+def _add_trial(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> int:
+    """``study.add_trial`` that returns the new trial's id.
+
+    ``add_trial`` returns nothing, and finding the id by listing the study's trials after each add made
+    rebuilding a job of N trials O(N²) (see BENCHMARKS.md, engine latency).
+    """
+    frozen._validate()
+    return study._storage.create_new_trial(study._study_id, template_trial=frozen)
+
+
 def _dominates(a: list[float], b: list[float], maximize: list[bool]) -> bool:
     """True when `a` is at least as good as `b` in every objective and better in one."""
     better = False
@@ -203,6 +213,7 @@ class Engine:
         self._pruning_study = self._study if not spec.multi_objective else self._shadow_study(study_name)
         self._records: list[TrialRecord] = []
         self._trial_ids: dict[int, int] = {}
+        self._shadow_ids: dict[int, int] = {}  # trial number -> its trial id in the shadow pruning study
         stored = self._study.get_trials(deepcopy=False)
         self._imported = sum(_IMPORTED_ATTR in frozen.user_attrs for frozen in stored)
         if not stored:
@@ -296,14 +307,13 @@ class Engine:
 
     def _add(self, record: TrialRecord) -> None:
         record = TrialRecord.from_dict(record.to_dict())
-        self._study.add_trial(self._frozen(record, shadow=False))
-        self._trial_ids[record.number] = self._study.get_trials(deepcopy=False)[-1]._trial_id
+        self._trial_ids[record.number] = _add_trial(self._study, self._frozen(record, shadow=False))
         self._records.append(record)
         self._add_shadow(record)
 
     def _add_shadow(self, record: TrialRecord) -> None:
         if self._pruning_study is not None and self._pruning_study is not self._study:
-            self._pruning_study.add_trial(self._frozen(record, shadow=True))
+            self._shadow_ids[record.number] = _add_trial(self._pruning_study, self._frozen(record, shadow=True))
 
     def _refresh_system_attrs(self, record: TrialRecord) -> None:
         record.system_attrs = dict(self._storage.get_trial(self._trial_ids[record.number]).system_attrs)
@@ -380,7 +390,7 @@ class Engine:
     def _pruning_trial_id(self, number: int) -> int:
         if self._pruning_study is self._study:
             return self._trial_ids[number]
-        return self._pruning_study.get_trials(deepcopy=False)[self._imported + number]._trial_id
+        return self._shadow_ids[number]
 
     def _finish(self, record: TrialRecord, state: TrialState, values: list[float] | None, reason: str | None,
                 message: str | None, now: float | None) -> TrialRecord:
