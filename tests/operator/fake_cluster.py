@@ -2,7 +2,7 @@
 
 import copy
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ktune import contract
@@ -20,6 +20,7 @@ class FakeCluster:
         self.annotations: dict[str, str] = {}
         self.events: list[tuple[str, str, str]] = []
         self.jobs: dict[tuple[str, str], dict[str, Any]] = {}  # (namespace, name) -> other TuningJobs
+        self.pod_lists = 0  # LIST requests for pods
         self._uids = itertools.count()
 
     def _uid(self) -> str:
@@ -51,6 +52,7 @@ class FakeCluster:
                 current[key] = copy.deepcopy(value)
 
     def list_pods(self, namespace: str, tuningjob: str) -> list[dict[str, Any]]:
+        self.pod_lists += 1
         return [copy.deepcopy(p) for p in self.pods.values()
                 if p["metadata"]["labels"][contract.LABEL_TUNINGJOB] == tuningjob]
 
@@ -93,3 +95,29 @@ class FakeCluster:
             "containerStatuses": [{"name": container, "state": {"terminated": {
                 "exitCode": exit_code, "reason": reason, "message": message}}}],
         }
+
+
+class LaggingPodIndex(Mapping[tuple[str, str], list[dict[str, Any]]]):
+    """What the operator's pod watch (kopf's index) holds: the fake's pods as of the last `catch_up()`,
+    keyed by (namespace, tuningjob) as handlers.py keys them."""
+
+    def __init__(self, cluster: FakeCluster, namespace: str) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self._pods: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+    def catch_up(self) -> None:
+        """Deliver every pending pod event."""
+        self._pods = {}
+        for pod in self.cluster.pods.values():
+            key = (self.namespace, pod["metadata"]["labels"][contract.LABEL_TUNINGJOB])
+            self._pods.setdefault(key, []).append(copy.deepcopy(pod))
+
+    def __getitem__(self, key: tuple[str, str]) -> list[dict[str, Any]]:
+        return self._pods[key]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._pods)
+
+    def __len__(self) -> int:
+        return len(self._pods)

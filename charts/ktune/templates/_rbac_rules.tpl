@@ -18,7 +18,7 @@ a real API server by tests/operator); tests/chart keeps them equal.
   verbs: [update]
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list, create, delete]
+  verbs: [list, watch, create, delete]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
