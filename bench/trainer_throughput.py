@@ -8,8 +8,9 @@ that load on a shared machine hits both alike; the best rate of each is reported
 - ktune training pairs/s: the trainer's own `pairs_per_second` (time inside optimizer steps: collate,
   forward, backward, step), from `ktune_trainer.training.train`.
 - HF training pairs/s: `train_samples_per_second` of `Trainer.train()` (its whole loop, data loading included).
-- Evaluation pairs/s: scoring the validation split — `ktune_trainer.evaluation.evaluate` (scores plus
-  ranking metrics) vs. `Trainer.evaluate()` (loss only), both 256 pairs per batch.
+- Evaluation pairs/s: scoring the validation split `--eval-repeats` times in a row (one pass takes a
+  fraction of a second, too short to time on a loaded machine) — `ktune_trainer.evaluation.evaluate`
+  (scores plus ranking metrics) vs. `Trainer.evaluate()` (loss only), both 256 pairs per batch.
 
     python -m bench.trainer_throughput                       # CPU
     python -m bench.trainer_throughput --device cuda --bf16  # a GPU
@@ -43,6 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each; the best rate counts")
+    parser.add_argument("--eval-repeats", type=int, default=10, help="validation passes timed together")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA) in both")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -58,7 +60,7 @@ def config_of(args: argparse.Namespace) -> TrainingConfig:
     )
 
 
-def ktune_rates(config: TrainingConfig, data: RankingData) -> dict[str, float]:
+def ktune_rates(config: TrainingConfig, data: RankingData, eval_repeats: int) -> dict[str, float]:
     """Training pairs/s from a full `train` run; evaluation pairs/s from scoring the validation split."""
     reports: list[dict[str, float]] = []
     train(config, data, lambda _step, metrics: reports.append(dict(metrics)))
@@ -68,10 +70,11 @@ def ktune_rates(config: TrainingConfig, data: RankingData) -> dict[str, float]:
     loss = loss_function(LOSS, gain_scale(data.split("train")))
     evaluate(ranker, validation, device, config.bf16 or False, loss)  # warm-up
     tick = time.perf_counter()
-    evaluate(ranker, validation, device, config.bf16 or False, loss)
+    for _ in range(eval_repeats):
+        evaluate(ranker, validation, device, config.bf16 or False, loss)
     seconds = time.perf_counter() - tick
     return {"train_pairs_per_second": reports[-1]["pairs_per_second"],
-            "eval_pairs_per_second": len(validation.features) / seconds}
+            "eval_pairs_per_second": eval_repeats * len(validation.features) / seconds}
 
 
 def built_ranker(config: TrainingConfig, data: RankingData) -> tuple[Any, Any]:
@@ -87,7 +90,7 @@ def hf_dataset(split: Any, scale: float) -> list[dict[str, Any]]:
                                                                                    strict=True)]
 
 
-def hf_rates(config: TrainingConfig, data: RankingData, out_dir: Path) -> dict[str, float]:
+def hf_rates(config: TrainingConfig, data: RankingData, out_dir: Path, eval_repeats: int) -> dict[str, float]:
     """The same model, data and settings through `transformers.Trainer` (MSE regression head, num_labels=1)."""
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
@@ -110,9 +113,12 @@ def hf_rates(config: TrainingConfig, data: RankingData, out_dir: Path) -> dict[s
                       data_collator=DataCollatorWithPadding(ranker.tokenizer))
     trained = trainer.train()
     trainer.evaluate()  # warm-up
-    evaluated = trainer.evaluate()
+    tick = time.perf_counter()
+    for _ in range(eval_repeats):
+        trainer.evaluate()
+    seconds = time.perf_counter() - tick
     return {"train_pairs_per_second": trained.metrics["train_samples_per_second"],
-            "eval_pairs_per_second": evaluated["eval_samples_per_second"]}
+            "eval_pairs_per_second": eval_repeats * len(validation.features) / seconds}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -123,15 +129,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     runs: dict[str, list[dict[str, float]]] = {"ktune": [], "hf": []}
     with tempfile.TemporaryDirectory(prefix="hf-trainer-") as scratch:  # Trainer wants an output_dir; it saves nothing
         for _ in range(args.repeats):
-            runs["ktune"].append(ktune_rates(config, data))
-            runs["hf"].append(hf_rates(config, data, Path(scratch)))
+            runs["ktune"].append(ktune_rates(config, data, args.eval_repeats))
+            runs["hf"].append(hf_rates(config, data, Path(scratch), args.eval_repeats))
     best = {system: {key: max(run[key] for run in results) for key in results[0]} for system, results in runs.items()}
     return {
         "machine": machine(), "torch_threads": torch.get_num_threads(),
         "settings": {"queries": args.queries, "data_seed": args.data_seed, "train_pairs": data.pair_count("train"),
                      "validation_pairs": data.pair_count("validation"), "batch_size": args.batch_size,
                      "max_length": args.max_length, "epochs": args.epochs, "device": args.device, "bf16": args.bf16,
-                     "repeats": args.repeats, "loss": LOSS},
+                     "repeats": args.repeats, "eval_repeats": args.eval_repeats, "loss": LOSS},
         "runs": runs, "best": best,
         "ratio_ktune_over_hf": {key: best["ktune"][key] / best["hf"][key] for key in best["ktune"]},
     }

@@ -23,8 +23,8 @@ def read(out_dir: Path, name: str) -> dict:
 
 
 def test_trainer_throughput_reports_both_systems_rates_and_their_ratio(tmp_path: Path) -> None:
-    trainer_throughput.main(["--queries", "12", "--repeats", "1", "--max-length", "32", "--threads", "1",
-                             "--out-dir", str(tmp_path), "--name", "tt"])
+    trainer_throughput.main(["--queries", "12", "--repeats", "1", "--eval-repeats", "2", "--max-length", "32",
+                             "--threads", "1", "--out-dir", str(tmp_path), "--name", "tt"])
     result = read(tmp_path, "tt")
     for system in ("ktune", "hf"):
         assert positive(result["best"][system]["train_pairs_per_second"])
