@@ -203,3 +203,13 @@ def test_a_service_monitor_without_the_metrics_service_is_refused_with_the_reaso
                   "--set", "metrics.serviceMonitor.enabled=true", check=False)
     assert result.returncode != 0
     assert "metrics.serviceMonitor.enabled needs metrics.service.enabled" in result.stderr
+
+
+def test_the_static_manifest_serves_operator_metrics_on_the_charts_default_port(default):
+    documents = [d for d in yaml.safe_load_all((REPO / "manifests" / "operator.yaml").read_text()) if d]
+    static = one(documents, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    chart_ports = {port["name"]: port["containerPort"] for port in operator_container(default)["ports"]}
+    static_ports = {port["name"]: port["containerPort"] for port in static["ports"]}
+    assert static_ports == {name: chart_ports[name] for name in ("metrics", "health")}
+    assert f"--metrics-port={chart_ports['metrics']}" in static["command"]
+    build_parser().parse_args(static["command"][1:])  # every flag is one `ktune` accepts
