@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from ktune.cli import build_parser
+from ktune.operator.permissions import LEADER_ELECTION_RULES, OPERATOR_RULES
 from ktune.operator.pods import METRICS_PORT_NAME
 from ktune.operator.settings import OperatorSettings
 from tests.chart.helm import CHART, NON_DEFAULT_VALUES, REPO, helm, kinds, one, render
@@ -27,16 +28,6 @@ def non_default() -> list[dict[str, Any]]:
 
 def operator_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
-
-
-def normalized(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
-    return {(group, resource, verb) for rule in rules for group in rule["apiGroups"]
-            for resource in rule["resources"] for verb in rule["verbs"]}
-
-
-def manifests_rules(kind: str) -> set[tuple[str, str, str]]:
-    documents = yaml.safe_load_all((REPO / "manifests" / "operator.yaml").read_text())
-    return normalized(one([d for d in documents if d], kind)["rules"])
 
 
 @pytest.mark.parametrize("values", [[], ["-f", str(NON_DEFAULT_VALUES)]], ids=["default", "non-default"])
@@ -105,14 +96,14 @@ def test_watched_namespaces_get_roles_and_namespace_arguments_instead_of_a_clust
     assert {b["subjects"][0]["name"] for b in bindings} == {"tuner-operator"}
 
 
-def test_chart_rbac_grants_exactly_what_the_operator_manifests_grant(default, non_default):
-    cluster_role = one(default, "ClusterRole")
-    election_role = one(default, "Role", "ktune-leader-election")
-    assert normalized(cluster_role["rules"]) == manifests_rules("ClusterRole")
-    assert normalized(election_role["rules"]) == manifests_rules("Role")
+def test_chart_rbac_grants_exactly_the_operators_permissions_cluster_wide_or_per_namespace(default, non_default):
+    operator_rules = [rule.policy_rule() for rule in OPERATOR_RULES]
+    assert one(default, "ClusterRole")["rules"] == operator_rules
+    assert one(default, "Role", "ktune-leader-election")["rules"] == [rule.policy_rule()
+                                                                     for rule in LEADER_ELECTION_RULES]
     team_role = next(o for o in non_default
                      if o["kind"] == "Role" and o["metadata"]["namespace"] == "ktune-chart-team-a")
-    assert normalized(team_role["rules"]) == manifests_rules("ClusterRole")
+    assert team_role["rules"] == operator_rules
 
 
 def test_monitoring_objects_and_the_dashboard_exist_only_when_enabled(default, non_default):

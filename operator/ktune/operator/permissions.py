@@ -1,0 +1,79 @@
+"""Who may do what, written once: the operator's RBAC rules and the admission policy on TuningJob authors.
+
+`scripts/generate` writes these into manifests/ and charts/ktune/ (`ktune.operator.manifest_files`). The
+operator's rules are proven enough, and each one needed, on a real API server by tests/operator and
+tests/security; the policy's effect by tests/security/test_admission_policy_on_cluster.py.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One RBAC PolicyRule, with why the operator needs it where that is not plain (a comment in the files)."""
+
+    api_groups: tuple[str, ...]
+    resources: tuple[str, ...]
+    verbs: tuple[str, ...]
+    why: str = ""
+
+    def policy_rule(self) -> dict[str, list[str]]:
+        """The rule as it appears in a (Cluster)Role's `rules`."""
+        return {"apiGroups": list(self.api_groups), "resources": list(self.resources), "verbs": list(self.verbs)}
+
+
+OPERATOR_RULES: tuple[Rule, ...] = (
+    Rule(("ktune.dev",), ("tuningjobs",), ("get", "list", "watch", "patch"),
+         why="Watch jobs; patch them for kopf's finalizer and the accepted-spec annotation."),
+    Rule(("ktune.dev",), ("tuningjobs/status", "trials/status"), ("patch",)),
+    Rule(("ktune.dev",), ("trials",), ("list", "create")),
+    Rule(("ktune.dev",), ("tuningjobs/finalizers", "trials/finalizers"), ("update",),
+         why="ownerReferences with blockOwnerDeletion need this where OwnerReferencesPermissionEnforcement is on."),
+    Rule(("",), ("pods",), ("list", "watch", "create", "delete")),
+    Rule(("",), ("events",), ("create",)),
+)
+"""What the operator may do in the namespaces it watches: a ClusterRole when it watches all of them.
+Nothing else: no Secrets, no ConfigMaps, no reads beyond its own kinds and the pods it starts."""
+
+LEADER_ELECTION_RULES: tuple[Rule, ...] = (
+    Rule(("coordination.k8s.io",), ("leases",), ("get", "create", "update")),
+)
+"""What the operator may do in its own namespace: hold the Lease `ktune-operator` while it acts."""
+
+ADMISSION_POLICY_NAME = "tuningjob-author-may-create-pods"
+"""The name of the policy and of its binding, after the install's prefix (`ktune-` or the Helm release's)."""
+
+ADMISSION_POLICY_WHY = (
+    "Only someone who may create Pods in a namespace may create or change a TuningJob there: the operator "
+    "creates the trial pods (under the ServiceAccount the job names in spec.trial.template.spec.serviceAccountName, "
+    "default the namespace's `default`), so without this check a TuningJob would let its author run pods they "
+    "could not run themselves. It checks creations and changes of a job's spec, not the operator's or the "
+    "garbage collector's metadata updates. Needs Kubernetes 1.30+ (admissionregistration.k8s.io/v1)."
+)
+
+ADMISSION_POLICY_SPEC: dict[str, Any] = {
+    "failurePolicy": "Fail",
+    "matchConstraints": {"resourceRules": [{
+        "apiGroups": ["ktune.dev"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
+        "resources": ["tuningjobs"],
+    }]},
+    # Creating a job, or changing its spec: the operator's and the garbage collector's metadata updates pass.
+    "matchConditions": [{
+        "name": "spec-created-or-changed",
+        "expression": "request.operation == 'CREATE' || object.spec != oldObject.spec",
+    }],
+    "validations": [{
+        "expression": "authorizer.group('').resource('pods').namespace(object.metadata.namespace)"
+                      ".check('create').allowed()",
+        "messageExpression": "'TuningJobs run their trials as pods: ' + request.userInfo.username + "
+                             "' may not create pods in namespace ' + object.metadata.namespace + "
+                             "', so may not create or change TuningJobs there (ask for pod create rights in that "
+                             "namespace)'",
+        "reason": "Forbidden",
+    }],
+}
+"""The ValidatingAdmissionPolicy's spec."""
+
+ADMISSION_VALIDATION_ACTIONS: list[str] = ["Deny"]
+"""What the binding does with a request the policy refuses."""
