@@ -29,8 +29,9 @@ from typing import Any
 import torch
 
 from bench.results import machine, markdown_table, write_results
+from ktune.algorithms import load_tuningjob
 from ktune.engine import Engine, TrialRecord, TrialState
-from ktune.spec import JobSpec, load_tuningjob
+from ktune.spec import JobSpec
 
 SAMPLERS = ("random", "tpe", "qmc", "cmaes", "nsga2", "gp")
 DRIVEN = ("cmaes", "nsga2")

@@ -68,8 +68,8 @@ def run_method(task: tuple[str, int, dict[str, Any]]) -> dict[str, Any]:
     """One method with one seed: every trial's outcome, value, test NDCG@10 and seconds."""
     import torch
 
+    from ktune.algorithms import load_tuningjob
     from ktune.engine import Engine
-    from ktune.spec import load_tuningjob
     from ktune_trainer.data import load_data
     from ktune_trainer.training import NonFiniteLoss, TrainingConfig, train
 

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ktune.cli import build_parser
+from ktune.cli.main import build_parser
 from ktune.operator.permissions import LEADER_ELECTION_RULES, OPERATOR_RULES
 from ktune.operator.pods import METRICS_PORT_NAME
 from ktune.operator.settings import OperatorSettings

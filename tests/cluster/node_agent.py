@@ -48,7 +48,7 @@ import kubernetes
 from kubernetes.client.rest import ApiException
 
 from ktune.contract import ENV_RESULT_PATH
-from ktune.expansion import expand, expand_env
+from ktune.local.expansion import expand, expand_env
 from tests.cluster.processes import spawn
 
 log = logging.getLogger("node-agent")

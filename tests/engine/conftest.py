@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import torch
 
+from ktune.algorithms import load_tuningjob
 from ktune.engine import TrialState
-from ktune.spec import JobSpec, load_tuningjob
+from ktune.spec import JobSpec
 
 # The GP sampler fits with torch; keep it to one thread on the shared test machine.
 torch.set_num_threads(1)

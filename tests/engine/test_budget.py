@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from ktune.budget import TrialResources, budget_usage, quantity, template_resources, trials_within_budget
 from ktune.engine import Engine, TrialRecord, TrialState
-from ktune.spec import Budget, JobSpec, SpecError
+from ktune.engine.budget import budget_usage, trials_within_budget
+from ktune.spec import Budget, JobSpec, SpecError, TrialResources, quantity, template_resources
 
 HOUR = 3600.0
 

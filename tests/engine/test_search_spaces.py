@@ -8,8 +8,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ktune.algorithms import load_tuningjob
 from ktune.engine import Engine
-from ktune.spec import SpecError, load_tuningjob
+from ktune.spec import SpecError
 
 from .conftest import BASE_JOB
 from .test_samplers import assert_fits

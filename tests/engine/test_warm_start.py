@@ -9,8 +9,8 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from ktune.engine import Engine, TrialRecord, TrialState
+from ktune.engine.warm_start import WarmStartSource, import_trials
 from ktune.spec import JobSpec, Parameter
-from ktune.warm_start import WarmStartSource, import_trials
 
 
 def finished_source(spec: JobSpec, drive: Callable[[Engine, int], None], trials: int = 12) -> list[TrialRecord]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ktune.cli import build_parser
+from ktune.cli.main import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
@@ -128,7 +128,7 @@ def test_the_build_context_leaves_out_the_virtualenv_tests_and_git():
     for path in (".venv/bin/python", ".git/HEAD", "tests/conftest.py", "ktune-runs/x/journal.log",
                  "operator/ktune/__pycache__/cli.cpython-311.pyc"):
         assert dockerignore_excludes(path), f"{path} would be sent to the Docker daemon"
-    assert not dockerignore_excludes("operator/ktune/cli.py")
+    assert not dockerignore_excludes("operator/ktune/cli/main.py")
 
 
 def test_stages_copy_only_from_stages_defined_earlier():

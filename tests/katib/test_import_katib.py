@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ktune.katib import KatibError, convert_experiment, import_katib
-from ktune.spec import load_tuningjob
+from ktune.algorithms import load_tuningjob
+from ktune.cli.katib import KatibError, convert_experiment, import_katib
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("*.yaml"))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ktune.katib import import_katib
+from ktune.cli.katib import import_katib
 from tests.cluster.controlplane import Cluster
 from tests.operator.operator_harness import install_manifests
 

@@ -6,9 +6,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ktune.local_runner import LocalRunner, RunOptions, RunOutcome
-from ktune.progress import Progress
-from ktune.spec import TuningJob, load_tuningjob
+from ktune.algorithms import load_tuningjob
+from ktune.local.progress import Progress
+from ktune.local.runner import LocalRunner, RunOptions, RunOutcome
+from ktune.spec import TuningJob
 
 STAND_IN_TRAINER = Path(__file__).resolve().parents[1] / "stand_in_trainer.py"
 

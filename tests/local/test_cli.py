@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ktune.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, main
+from ktune.cli.main import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, main
 
 from .jobs import launch_events, stand_in_manifest
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from ktune.algorithms import load_tuningjob as load_job
 from ktune.engine import TrialState
-from ktune.run_directory import RunDirectoryError
-from ktune.spec import load_tuningjob as load_job
-from ktune.trial_process import LocalTemplateError, TrialProcess
+from ktune.local.processes import LocalTemplateError, TrialProcess
+from ktune.local.run_directory import RunDirectoryError
 
 from .jobs import launch_events, read_trials_csv, run_locally, stand_in_job, stand_in_manifest
 

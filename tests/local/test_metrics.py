@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, start_http_server
 
+from ktune.local.processes import free_port
 from ktune.metrics import MetricsError, metrics_url, parse_exposition, parse_result, query_prometheus, scrape
-from ktune.trial_process import free_port
 
 
 def trial_registry(values: dict[str, float], step: int | None) -> CollectorRegistry:

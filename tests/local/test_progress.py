@@ -2,7 +2,7 @@
 
 import io
 
-from ktune.progress import Progress, ProgressSnapshot
+from ktune.local.progress import Progress, ProgressSnapshot
 
 
 def snapshot(done: int, elapsed: float) -> ProgressSnapshot:

@@ -4,11 +4,12 @@ import io
 import json
 from pathlib import Path
 
-from ktune.cli import EXIT_BAD_INPUT, main
+from ktune.algorithms import load_tuningjob
+from ktune.cli.main import EXIT_BAD_INPUT, main
 from ktune.engine import Engine
-from ktune.local_runner import LocalRunner, RunOptions, RunOutcome
-from ktune.progress import Progress
-from ktune.spec import TuningJob, load_tuningjob
+from ktune.local.progress import Progress
+from ktune.local.runner import LocalRunner, RunOptions, RunOutcome
+from ktune.spec import TuningJob
 
 from .jobs import run_locally, stand_in_manifest
 

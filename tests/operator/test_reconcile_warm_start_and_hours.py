@@ -3,9 +3,9 @@
 import copy
 import json
 
+from ktune.algorithms import load_tuningjob
 from ktune.operator.inspection import ClusterStudy, status_report
 from ktune.operator.trials import rfc3339, trial_manifest
-from ktune.spec import load_tuningjob
 from tests.operator.test_reconcile import NOW, Harness, job_body
 
 GPU_TEMPLATE = {"spec": {"containers": [{"name": "t", "image": "trainer:1",

@@ -4,8 +4,8 @@ import copy
 
 import pytest
 
+from ktune.algorithms import load_tuningjob
 from ktune.engine import Engine
-from ktune.spec import load_tuningjob
 from tests.cluster.controlplane import Cluster
 from tests.operator.operator_harness import (
     OperatorProcess,

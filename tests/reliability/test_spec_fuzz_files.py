@@ -6,7 +6,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ktune.spec import SpecError, TuningJob, load_tuningjob
+from ktune.algorithms import load_tuningjob
+from ktune.spec import SpecError, TuningJob
 
 VALID_FILES = sorted((Path(__file__).parents[1] / "fixtures" / "tuningjobs" / "valid").glob("*.yaml"))
 YAML_CHARACTERS = [*":-[]{}&*!|>'\"%@`#,? \n\t0.e", "λ", "\x00"]

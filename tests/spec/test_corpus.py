@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ktune.spec import SpecError, load_tuningjob, validate_tuningjob
+from ktune.algorithms import load_tuningjob, validate_tuningjob
+from ktune.spec import SpecError
 
 CORPUS = Path(__file__).parents[1] / "fixtures" / "tuningjobs"
 VALID = sorted((CORPUS / "valid").glob("*.yaml"))

@@ -10,7 +10,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ktune.spec import SpecError, TuningJob, load_tuningjob
+from ktune.algorithms import load_tuningjob
+from ktune.spec import SpecError, TuningJob
 
 CORPUS = Path(__file__).parents[1] / "fixtures" / "tuningjobs"
 VALID_OBJECTS = [yaml.safe_load(path.read_text()) for path in sorted((CORPUS / "valid").glob("*.yaml"))]

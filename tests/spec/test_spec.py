@@ -9,15 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from ktune.spec import (
-    DEFAULTS,
-    MAX_GRID_POINTS,
-    Parameter,
-    SpecError,
-    load_tuningjob,
-    validate_files,
-    validate_tuningjob,
-)
+from ktune.algorithms import load_tuningjob, validate_files, validate_tuningjob
+from ktune.spec import DEFAULTS, MAX_GRID_POINTS, Parameter, SpecError
 
 CORPUS = Path(__file__).parents[1] / "fixtures" / "tuningjobs"
 

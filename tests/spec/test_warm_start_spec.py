@@ -4,7 +4,8 @@ import copy
 
 import pytest
 
-from ktune.spec import JobRef, SpecError, WarmStart, load_tuningjob
+from ktune.algorithms import load_tuningjob
+from ktune.spec import JobRef, SpecError, WarmStart
 
 JOB = {
     "apiVersion": "ktune.dev/v1alpha1",

@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ktune import __version__
 from ktune.engine import TrialRecord, TrialState
-from ktune.telemetry import Telemetry
+from ktune.operator.telemetry import Telemetry
 
 
 def record(number: int, state: TrialState, score: float | None = None, x: float = 0.5,

@@ -1,4 +1,4 @@
-from ktune.expansion import expand, expand_env
+from ktune.local.expansion import expand, expand_env
 
 VARS = {"A": "1", "LR": "0.001", "EMPTY": ""}
 

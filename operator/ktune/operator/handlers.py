@@ -24,7 +24,7 @@ from ktune.operator.pod_cache import PodCache
 from ktune.operator.reconcile import JobReconciler
 from ktune.operator.settings import OperatorSettings
 from ktune.operator.status import TERMINAL_PHASES
-from ktune.telemetry import Telemetry
+from ktune.operator.telemetry import Telemetry
 
 FINALIZER = f"{contract.API_GROUP}/operator"
 LEASE_NAME = "ktune-operator"
@@ -43,7 +43,7 @@ class RunOptions:
     peering: str | None = None
     liveness: str | None = None
     leader_election_namespace: str | None = None  # None: no election (run one replica)
-    metrics_port: int | None = None  # the operator's own Prometheus metrics (ktune.telemetry)
+    metrics_port: int | None = None  # the operator's own Prometheus metrics (ktune.operator.telemetry)
 
 
 def needs_reconciling(body: Mapping[str, Any], **_: Any) -> bool:

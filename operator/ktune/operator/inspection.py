@@ -10,10 +10,11 @@ from typing import Any
 
 import optuna
 
+from ktune.algorithms import load_tuningjob
 from ktune.engine import TrialRecord, TrialState, parameter_distribution
 from ktune.operator.cluster import JOBS, ApiError, KubeCluster
 from ktune.operator.trials import record_from_trial
-from ktune.spec import JobSpec, SpecError, load_tuningjob
+from ktune.spec import JobSpec, SpecError
 
 OPTUNA_STATES = {
     TrialState.SUCCEEDED: optuna.trial.TrialState.COMPLETE,

@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ktune import contract
-from ktune.trial_env import contract_env
+from ktune.trials.environment import contract_env
 
 ATTEMPT_ANNOTATION = "ktune.dev/attempt"
 METRICS_PORT_NAME = "ktune-metrics"

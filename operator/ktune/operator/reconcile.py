@@ -8,7 +8,7 @@ deterministic (`<job>-<number>` for a Trial, `<job>-<number>-<attempt>` for a po
 refuses a second object of the same name. A Trial's outcome is written before its pod is deleted.
 
 Warm start: whenever the engine is (re)built, the succeeded trials of the jobs in `spec.warmStart.from`
-are read from their Trial objects (their pods may be long gone) and imported (`ktune.warm_start`).
+are read from their Trial objects (their pods may be long gone) and imported (`ktune.engine.warm_start`).
 Hours: `status.gpuHoursUsed`/`cpuHoursUsed` count each trial from its Trial's startTime (when its first
 pod was created) to its finishTime, so the time a pod waits for a node counts too; they are written
 with the other status changes, not on their own at every pass.
@@ -22,15 +22,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ktune import contract, metrics
+from ktune.algorithms import load_tuningjob
 from ktune.engine import JOB_STOPPED, Engine, FinishDecision, TrialRecord, TrialState
+from ktune.engine.warm_start import ImportedTrials, WarmStartSource, import_trials
 from ktune.operator import status as st
 from ktune.operator.cluster import AlreadyExists, ApiError, Cluster
 from ktune.operator.pod_policy import forbidden_fields
 from ktune.operator.pods import pod_attempt, trial_name, trial_pod_manifest, trial_pod_name
 from ktune.operator.settings import OperatorSettings
 from ktune.operator.trials import epoch, record_from_trial, rfc3339, trial_attempts, trial_manifest, trial_status
-from ktune.spec import SpecError, TuningJob, load_tuningjob
-from ktune.warm_start import ImportedTrials, WarmStartSource, import_trials
+from ktune.spec import SpecError, TuningJob
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,138 @@
+"""The cluster subcommands of `ktune`: `operator`, `status` and `export` (registered in `ktune.cli`)."""
+
+import argparse
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from ktune.operator.settings import OperatorSettings
+
+if TYPE_CHECKING:
+    from ktune.operator.cluster import KubeCluster
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def add_operator_command(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser(
+        "operator", help="run the Kubernetes operator (watches TuningJobs, runs one pod per trial)",
+        description="Run the ktune operator against the cluster of $KUBECONFIG (or the pod's ServiceAccount). "
+                    "Settings: KTUNE_OPERATOR_* environment variables (see ktune.operator.settings).",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("-n", "--namespace", action="append", default=[], metavar="NAMESPACE",
+                       help="watch TuningJobs in this namespace (repeat for several)")
+    where.add_argument("-A", "--all-namespaces", action="store_true",
+                       help="watch TuningJobs in every namespace (the default without --namespace)")
+    parser.add_argument("--peering", metavar="NAME",
+                        help="coordinate with other operators through kopf's peering object NAME (needs kopf's "
+                             "peering CRDs); default: standalone, run one replica")
+    parser.add_argument("--leader-election", metavar="NAMESPACE", nargs="?", const="", default=None,
+                        help="act only while holding the Lease ktune-operator in NAMESPACE (default: $POD_NAMESPACE "
+                             "or ktune-system), so that several replicas can run with one active")
+    parser.add_argument("--metrics-port", type=int, metavar="PORT",
+                        help="serve the operator's Prometheus metrics (ktune_*) on this port")
+    parser.add_argument("--liveness", metavar="URL",
+                        help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    parser.set_defaults(handler=run_operator_command)
+
+
+def run_operator_command(args: argparse.Namespace) -> int:
+    from ktune.operator.handlers import RunOptions, run_operator
+
+    try:
+        settings = OperatorSettings.from_env()
+    except ValueError as error:
+        print(f"ktune operator: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    election = args.leader_election
+    if election == "":
+        election = os.environ.get("POD_NAMESPACE") or "ktune-system"
+    run_operator(RunOptions(namespaces=args.namespace, all_namespaces=not args.namespace, peering=args.peering,
+                            liveness=args.liveness, leader_election_namespace=election,
+                            metrics_port=args.metrics_port), settings)
+    return EXIT_OK
+
+
+def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job", help="the TuningJob's name")
+    parser.add_argument("-n", "--namespace", help="its namespace (default: the kubeconfig context's, or default)")
+
+
+def add_status_command(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser(
+        "status", help="show a TuningJob's trials on the cluster as a table",
+        description="Print a TuningJob's phase, best trial and every trial (read from its Trial objects).",
+    )
+    _add_job_arguments(parser)
+    parser.set_defaults(handler=status_command)
+
+
+def add_export_command(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser(
+        "export", help="copy a TuningJob's trials from the cluster into an Optuna storage",
+        description="Write a TuningJob's finished trials into a new Optuna study, e.g. for optuna-dashboard.",
+    )
+    _add_job_arguments(parser)
+    parser.add_argument("--storage", required=True, help="an Optuna storage URL, e.g. sqlite:///ktune.db")
+    parser.add_argument("--study-name", help="the study's name in the storage (default: NAMESPACE.JOB)")
+    parser.set_defaults(handler=export_command)
+
+
+def status_command(args: argparse.Namespace) -> int:
+    from ktune.operator.inspection import InspectionError, read_study, status_report
+
+    try:
+        cluster, namespace = _connect(args.namespace)
+        study = read_study(cluster, namespace, args.job)
+    except InspectionError as error:
+        print(f"ktune status: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(status_report(study))
+    return EXIT_OK
+
+
+def export_command(args: argparse.Namespace) -> int:
+    import optuna
+
+    from ktune.operator.inspection import InspectionError, export_study, read_study
+
+    try:
+        cluster, namespace = _connect(args.namespace)
+        study = read_study(cluster, namespace, args.job)
+    except InspectionError as error:
+        print(f"ktune export: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    name = args.study_name or f"{namespace}.{args.job}"
+    try:
+        written = export_study(study, args.storage, name)
+    except optuna.exceptions.DuplicatedStudyError:
+        print(f"ktune export: study {name!r} exists already in {args.storage}; pass --study-name", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"Wrote {written} trials of {namespace}/{args.job} to study {name!r} in {args.storage}")
+    print(f"Dashboard: optuna-dashboard {args.storage}")
+    return EXIT_OK
+
+
+def _connect(namespace: str | None) -> "tuple[KubeCluster, str]":
+    from kubernetes import config
+
+    from ktune.operator.cluster import KubeCluster
+    from ktune.operator.inspection import InspectionError
+
+    try:
+        cluster = KubeCluster.from_environment()
+    except config.ConfigException as error:
+        raise InspectionError(f"no cluster to talk to: {error} (set KUBECONFIG)") from None
+    if namespace is None:
+        try:
+            _, active = config.list_kube_config_contexts()
+            namespace = (active.get("context") or {}).get("namespace")
+        except config.ConfigException:
+            namespace = None
+    return cluster, namespace or "default"
+
+
+COMMANDS = [add_operator_command, add_status_command, add_export_command]

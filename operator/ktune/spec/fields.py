@@ -1,0 +1,317 @@
+"""Checks of the TuningJob's sections other than the search space: metadata, objectives, metrics,
+sampler and pruner names, budget, trial template and metrics source.
+
+What a sampler or pruner accepts as options is not known here: `AlgorithmRules` (implemented by
+`ktune.algorithms`) answers for them, so this layer stays free of Optuna.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlparse
+
+from ktune import contract
+from ktune.spec.algorithm_rules import AlgorithmRules
+from ktune.spec.checker import DNS_LABEL, METRIC_NAME, Checker, is_number, show
+from ktune.spec.model import (
+    API_VERSION,
+    DEFAULTS,
+    DIRECTIONS,
+    MAX_RETRIES,
+    MAX_SEED,
+    MAX_TRIALS_LIMIT,
+    METRICS_SOURCE_TYPES,
+)
+from ktune.spec.resources import GPU_RESOURCE, template_resources
+
+TOP_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
+SPEC_FIELDS = ("objective", "objectives", "metrics", "parameters", "sampler", "pruner", "budget", "trial",
+                "metricsSource", "warmStart")
+_OBJECTIVE_FIELDS = ("metric", "direction", "goal")
+_SAMPLER_FIELDS = ("name", "seed", "options")
+_PRUNER_FIELDS = ("name", "options", "metric")
+_BUDGET_FIELDS = ("maxTrials", "parallelism", "maxFailedTrials", "activeDeadlineSeconds", "maxGpuHours",
+                  "maxCpuHours")
+_TRIAL_FIELDS = ("retries", "metricsPort", "template")
+_METRICS_SOURCE_FIELDS = ("type", "url")
+
+
+def check_metadata(check: Checker, obj: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    if obj.get("apiVersion") != API_VERSION:
+        check.problem("apiVersion", f"must be {API_VERSION} (got {show(obj.get('apiVersion'))})")
+    if obj.get("kind") != contract.TUNINGJOB_KIND:
+        check.problem("kind", f"must be {contract.TUNINGJOB_KIND} (got {show(obj.get('kind'))})")
+    metadata = check.mapping(obj.get("metadata"), "metadata")
+    if metadata is None:
+        return None, None
+    name = metadata.get("name")
+    if name is None:
+        check.problem("metadata", "name is required")
+        name = None
+    elif not check.name(name, "metadata.name", DNS_LABEL,
+                        "must be a DNS label: lower-case letters, digits and '-', starting and ending alphanumeric"):
+        name = None
+    namespace = metadata.get("namespace")
+    if namespace is not None and not check.name(namespace, "metadata.namespace", DNS_LABEL,
+                                                "must be a DNS label: lower-case letters, digits and '-'"):
+        namespace = None
+    return name, namespace
+
+
+def _check_objective(check: Checker, raw: Any, path: str, allow_goal: bool) -> dict[str, Any] | None:
+    objective = check.mapping(raw, path)
+    if objective is None:
+        return None
+    check.known_fields(objective, path, _OBJECTIVE_FIELDS)
+    ok = True
+    if "metric" not in objective:
+        check.problem(path, "metric is required")
+        ok = False
+    elif not check.name(objective["metric"], f"{path}.metric", METRIC_NAME,
+                        "must be a metric name matching [a-z_][a-z0-9_]*"):
+        ok = False
+    direction = objective.get("direction", DEFAULTS["objective.direction"])
+    ok &= check.enum(direction, f"{path}.direction", DIRECTIONS)
+    goal = objective.get("goal")
+    if goal is not None:
+        if not allow_goal:
+            check.problem(f"{path}.goal", "goal is only supported with a single `objective`, not in `objectives`")
+            ok = False
+        else:
+            ok &= check.number(goal, f"{path}.goal")
+    if not ok:
+        return None
+    filled = {"metric": objective["metric"], "direction": direction}
+    if goal is not None:
+        filled["goal"] = goal
+    return filled
+
+
+def check_objectives(check: Checker, spec: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    has_single, has_many = "objective" in spec, "objectives" in spec
+    if has_single and has_many:
+        check.problem("spec", "set objective or objectives, not both")
+        return None
+    if not has_single and not has_many:
+        check.problem("spec", "objective is required (or objectives for a multi-objective job)")
+        return None
+    if has_single:
+        objective = _check_objective(check, spec["objective"], "spec.objective", allow_goal=True)
+        return None if objective is None else [objective]
+    raw = spec["objectives"]
+    if not isinstance(raw, list):
+        check.problem("spec.objectives", f"must be a list (got {show(raw)})")
+        return None
+    if len(raw) < 2:
+        check.problem("spec.objectives", f"needs at least 2 objectives; use objective for one (got {len(raw)})")
+        return None
+    objectives = [_check_objective(check, item, f"spec.objectives[{i}]", allow_goal=False)
+                  for i, item in enumerate(raw)]
+    if any(objective is None for objective in objectives):
+        return None
+    seen: set[str] = set()
+    for i, objective in enumerate(objectives):
+        if objective["metric"] in seen:
+            check.problem(f"spec.objectives[{i}].metric", f"duplicate metric (got {show(objective['metric'])})")
+            return None
+        seen.add(objective["metric"])
+    return objectives
+
+
+def check_metrics(check: Checker, raw: Any) -> list[str] | None:
+    if not isinstance(raw, list):
+        check.problem("spec.metrics", f"must be a list of metric names (got {show(raw)})")
+        return None
+    ok, seen = True, set()
+    for i, metric in enumerate(raw):
+        path = f"spec.metrics[{i}]"
+        if not check.name(metric, path, METRIC_NAME, "must be a metric name matching [a-z_][a-z0-9_]*"):
+            ok = False
+        elif metric in seen:
+            check.problem(path, f"duplicate metric (got {show(metric)})")
+            ok = False
+        else:
+            seen.add(metric)
+    return list(raw) if ok else None
+
+
+def check_sampler(check: Checker, raw: Any, rules: AlgorithmRules) -> dict[str, Any] | None:
+    sampler = check.mapping(raw, "spec.sampler")
+    if sampler is None:
+        return None
+    check.known_fields(sampler, "spec.sampler", _SAMPLER_FIELDS)
+    filled = copy.deepcopy(DEFAULTS["sampler"]) | dict(sampler)
+    ok = check.enum(filled["name"], "spec.sampler.name", rules.sampler_names)
+    if filled["seed"] is not None:
+        ok &= check.integer(filled["seed"], "spec.sampler.seed", 0, MAX_SEED)
+    options = check.options(filled["options"], "spec.sampler.options")
+    if not ok or options is None:
+        return None
+    options_ok = check.all(rules.sampler_option_problems(filled["name"], options, "spec.sampler.options"))
+    if not options_ok or any(key not in _SAMPLER_FIELDS for key in sampler):
+        return None
+    return {"name": filled["name"], "seed": filled["seed"], "options": options}
+
+
+def check_pruner(check: Checker, raw: Any, objectives: list[dict[str, Any]] | None,
+                 rules: AlgorithmRules) -> dict[str, Any] | None:
+    pruner = check.mapping(raw, "spec.pruner")
+    if pruner is None:
+        return None
+    check.known_fields(pruner, "spec.pruner", _PRUNER_FIELDS)
+    filled = copy.deepcopy(DEFAULTS["pruner"]) | dict(pruner)
+    if not check.enum(filled["name"], "spec.pruner.name", rules.pruner_names):
+        return None
+    options = check.options(filled["options"], "spec.pruner.options")
+    if options is None:
+        return None
+    options_ok = check.all(rules.pruner_option_problems(filled["name"], options, "spec.pruner.options"))
+    metric = filled.get("metric")
+    metric_ok = True
+    if metric is not None:
+        metric_ok = check.name(metric, "spec.pruner.metric", METRIC_NAME,
+                               "must be a metric name matching [a-z_][a-z0-9_]*")
+    if objectives is None or not options_ok or not metric_ok or any(key not in _PRUNER_FIELDS for key in pruner):
+        return None
+    objective_metrics = [objective["metric"] for objective in objectives]
+    if metric is not None and metric not in objective_metrics:
+        check.problem("spec.pruner.metric", f"must name one of the objectives' metrics "
+                                            f"({', '.join(objective_metrics)}) (got {show(metric)})")
+        return None
+    if len(objectives) > 1 and filled["name"] != "none" and metric is None:
+        check.problem("spec.pruner", "a multi-objective job prunes on one metric: set pruner.metric to one of "
+                                     f"{', '.join(objective_metrics)}, or use pruner none")
+        return None
+    result = {"name": filled["name"], "options": options}
+    if metric is not None:
+        result["metric"] = metric
+    return result
+
+
+def check_budget(check: Checker, raw: Any) -> dict[str, Any] | None:
+    budget = check.mapping(raw, "spec.budget")
+    if budget is None:
+        return None
+    check.known_fields(budget, "spec.budget", _BUDGET_FIELDS)
+    filled = copy.deepcopy(DEFAULTS["budget"]) | dict(budget)
+    ok = check.integer(filled["maxTrials"], "spec.budget.maxTrials", 1, MAX_TRIALS_LIMIT)
+    ok &= check.integer(filled["parallelism"], "spec.budget.parallelism", 1, MAX_TRIALS_LIMIT)
+    for key in ("maxFailedTrials", "activeDeadlineSeconds"):
+        if filled[key] is not None:
+            ok &= check.integer(filled[key], f"spec.budget.{key}", 1)
+    for key in ("maxGpuHours", "maxCpuHours"):
+        if filled[key] is not None and check.number(filled[key], f"spec.budget.{key}") and filled[key] <= 0:
+            check.problem(f"spec.budget.{key}", f"must be > 0 hours (got {filled[key]})")
+            ok = False
+        elif filled[key] is not None:
+            ok &= is_number(filled[key])
+    if ok and filled["parallelism"] > filled["maxTrials"]:
+        check.problem("spec.budget", f"parallelism must be <= maxTrials "
+                                     f"(got {filled['parallelism']} > {filled['maxTrials']})")
+        ok = False
+    if not ok or any(key not in _BUDGET_FIELDS for key in budget):
+        return None
+    return {key: filled[key] for key in _BUDGET_FIELDS}
+
+
+def _check_containers(check: Checker, template: Mapping[str, Any]) -> bool:
+    pod_spec = check.mapping(template.get("spec"), "spec.trial.template.spec")
+    if pod_spec is None:
+        return False
+    containers = pod_spec.get("containers")
+    if not isinstance(containers, list) or not containers:
+        check.problem("spec.trial.template.spec.containers", f"must be a non-empty list (got {show(containers)})")
+        return False
+    ok, names = True, set()
+    for i, raw in enumerate(containers):
+        path = f"spec.trial.template.spec.containers[{i}]"
+        container = check.mapping(raw, path)
+        if container is None:
+            ok = False
+            continue
+        name = container.get("name")
+        if name is None:
+            check.problem(path, "name is required")
+            ok = False
+        elif check.name(name, f"{path}.name", DNS_LABEL, "must be a DNS label: [a-z0-9] and '-'"):
+            if name in names:
+                check.problem(f"{path}.name", f"duplicate container name (got {show(name)})")
+                ok = False
+            names.add(name)
+        else:
+            ok = False
+        if "command" not in container and "image" not in container:
+            check.problem(path, "needs a command (to run locally) or an image (to run on Kubernetes)")
+            ok = False
+        command = container.get("command")
+        if command is not None and (not isinstance(command, list) or not command
+                                    or not all(isinstance(part, str) for part in command)):
+            check.problem(f"{path}.command", f"must be a non-empty list of strings (got {show(command)})")
+            ok = False
+        args = container.get("args")
+        if args is not None and (not isinstance(args, list) or not all(isinstance(a, str) for a in args)):
+            check.problem(f"{path}.args", f"must be a list of strings (got {show(args)}); "
+                                          "quote numbers in YAML")
+            ok = False
+    return ok
+
+
+def check_trial(check: Checker, raw: Any) -> dict[str, Any] | None:
+    trial = check.mapping(raw, "spec.trial")
+    if trial is None:
+        return None
+    check.known_fields(trial, "spec.trial", _TRIAL_FIELDS)
+    filled = copy.deepcopy(DEFAULTS["trial"]) | dict(trial)
+    ok = check.integer(filled["retries"], "spec.trial.retries", 0, MAX_RETRIES)
+    ok &= check.integer(filled["metricsPort"], "spec.trial.metricsPort", 1, 65535)
+    if "template" not in trial:
+        check.problem("spec.trial", "template is required (a PodTemplateSpec with at least one container)")
+        return None
+    template = check.mapping(trial["template"], "spec.trial.template")
+    if template is None or not _check_containers(check, template) or not ok:
+        return None
+    if any(key not in _TRIAL_FIELDS for key in trial):
+        return None
+    return {"retries": filled["retries"], "metricsPort": filled["metricsPort"], "template": copy.deepcopy(template)}
+
+
+def check_metrics_source(check: Checker, raw: Any) -> dict[str, Any] | None:
+    source = check.mapping(raw, "spec.metricsSource")
+    if source is None:
+        return None
+    check.known_fields(source, "spec.metricsSource", _METRICS_SOURCE_FIELDS)
+    kind = source.get("type", DEFAULTS["metricsSource"]["type"])
+    if not check.enum(kind, "spec.metricsSource.type", METRICS_SOURCE_TYPES):
+        return None
+    url = source.get("url")
+    if kind == "direct":
+        if url is not None:
+            check.problem("spec.metricsSource.url", "only for type prometheus (type direct scrapes each trial)")
+            return None
+        return {"type": kind}
+    if url is None:
+        check.problem("spec.metricsSource", "url is required for type prometheus (e.g. http://prometheus:9090)")
+        return None
+    parsed = urlparse(url) if isinstance(url, str) else None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
+        check.problem("spec.metricsSource.url", f"must be an http:// or https:// URL (got {show(url)})")
+        return None
+    return {"type": kind, "url": url}
+
+
+def check_hour_budgets(check: Checker, budget: dict[str, Any], trial: dict[str, Any]) -> None:
+    """An hour budget needs requests it can read: quantities that parse, and GPUs for maxGpuHours."""
+    if budget["maxGpuHours"] is None and budget["maxCpuHours"] is None:
+        return
+    try:
+        resources = template_resources(trial["template"])
+    except ValueError as error:
+        check.problem("spec.trial.template.spec.containers", f"resources: {error} (needed to account "
+                                                             "spec.budget's hours)")
+        return
+    if budget["maxGpuHours"] is not None and resources.gpus == 0:
+        check.problem("spec.budget.maxGpuHours", f"the trial template requests no {GPU_RESOURCE}: set "
+                                                 f"resources.limits.{GPU_RESOURCE} on its containers, or use "
+                                                 "maxCpuHours")

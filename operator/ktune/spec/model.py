@@ -1,0 +1,156 @@
+"""The TuningJob model: typed, frozen dataclasses, the defaults table and the limits.
+
+One source of truth for the TuningJob's fields and their defaults (`DEFAULTS`); the checks that fill
+them live in `ktune.spec.fields`, `ktune.spec.search_space` and `ktune.spec.loading`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ktune import contract
+
+API_VERSION = f"{contract.API_GROUP}/{contract.API_VERSION}"
+# Every default of a TuningJob, in one place. The loader copies these into the manifest it returns.
+DEFAULTS: dict[str, Any] = {
+    "objective.direction": "maximize",
+    "metrics": [],
+    "parameter.log": False,
+    "parameter.int.step": 1,
+    "sampler": {"name": "tpe", "seed": None, "options": {}},
+    "pruner": {"name": "none", "options": {}},
+    "budget": {"maxTrials": 20, "parallelism": 1, "maxFailedTrials": None, "activeDeadlineSeconds": None,
+               "maxGpuHours": None, "maxCpuHours": None},
+    "trial": {"retries": 0, "metricsPort": contract.DEFAULT_METRICS_PORT},
+    "metricsSource": {"type": "direct"},
+    "warmStart": {"from": [], "enqueue": []},
+}
+MAX_NAME_LENGTH = 63
+MAX_GRID_POINTS = 100_000
+MAX_TRIALS_LIMIT = 100_000
+MAX_RETRIES = 10
+MAX_SEED = 2**32 - 1
+# Bounds and steps beyond this lose integer precision in Optuna's float internals.
+MAX_ABS_BOUND = 10**15
+DIRECTIONS = ("maximize", "minimize")
+PARAMETER_TYPES = ("float", "int", "categorical")
+METRICS_SOURCE_TYPES = ("direct", "prometheus")
+
+
+class SpecError(ValueError):
+    """A TuningJob that cannot be used; `problems` lists every reason, one line each."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str
+    direction: Literal["maximize", "minimize"]
+    goal: float | None = None
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One searched parameter. `step` is None for a float without a step; ints default to step 1."""
+
+    name: str
+    type: Literal["float", "int", "categorical"]
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    step: float | int | None = None
+    choices: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    name: str
+    seed: int | None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PrunerSpec:
+    """`metric` is what the pruner judges: pruner.metric, or the single objective's metric."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    metric: str | None = None
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_trials: int
+    parallelism: int
+    max_failed_trials: int | None
+    active_deadline_seconds: int | None
+    max_gpu_hours: float | None = None
+    max_cpu_hours: float | None = None
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    retries: int
+    metrics_port: int
+    template: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MetricsSource:
+    type: Literal["direct", "prometheus"]
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """An earlier TuningJob; namespace None means the new job's own namespace."""
+
+    name: str
+    namespace: str | None = None
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """Earlier jobs whose finished trials seed the study, and configurations to run first (maybe partial)."""
+
+    sources: tuple[JobRef, ...] = ()
+    enqueue: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    objectives: tuple[Objective, ...]
+    metrics: tuple[str, ...]
+    parameters: tuple[Parameter, ...]
+    sampler: SamplerSpec
+    pruner: PrunerSpec
+    budget: Budget
+    trial: TrialSpec
+    metrics_source: MetricsSource
+    warm_start: WarmStart = WarmStart()
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def objective_metrics(self) -> tuple[str, ...]:
+        return tuple(objective.metric for objective in self.objectives)
+
+    @property
+    def recorded_metrics(self) -> tuple[str, ...]:
+        """Objective metrics, then the extra metrics, without duplicates."""
+        return tuple(dict.fromkeys(self.objective_metrics + self.metrics))
+
+
+@dataclass(frozen=True)
+class TuningJob:
+    name: str
+    namespace: str | None
+    spec: JobSpec
+    manifest: dict[str, Any]

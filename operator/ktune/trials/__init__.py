@@ -1,0 +1,1 @@
+"""The trial lifecycle shared by every backend: launch, observe, report and prune, retry, finish, stop."""
