@@ -8,7 +8,7 @@ from typing import Any
 
 from ktune.algorithms import load_tuningjob
 from ktune.local.progress import Progress
-from ktune.local.runner import LocalRunner, RunOptions, RunOutcome
+from ktune.local.runner import LocalRunner, LocalRunOptions, RunOutcome
 from ktune.spec import TuningJob
 
 STAND_IN_TRAINER = Path(__file__).resolve().parents[1] / "stand_in_trainer.py"
@@ -75,7 +75,7 @@ def stand_in_job(**kwargs: Any) -> TuningJob:
 
 def run_locally(job: TuningJob, output_dir: Path, *, resume: bool = False, grace_period: float = 2.0) -> RunOutcome:
     """Run a job in this process with fast scraping; the progress lines are discarded."""
-    options = RunOptions(
+    options = LocalRunOptions(
         output_dir=output_dir, resume=resume, scrape_interval=0.1, grace_period=grace_period, poll_interval=0.05
     )
     return LocalRunner(job, options, Progress(io.StringIO(), tty=False)).run()

@@ -8,7 +8,7 @@ from ktune.algorithms import load_tuningjob
 from ktune.cli.main import EXIT_BAD_INPUT, main
 from ktune.engine import Engine
 from ktune.local.progress import Progress
-from ktune.local.runner import LocalRunner, RunOptions, RunOutcome
+from ktune.local.runner import LocalRunner, LocalRunOptions, RunOutcome
 from ktune.spec import TuningJob
 
 from .jobs import run_locally, stand_in_manifest
@@ -18,7 +18,7 @@ TPE = {"name": "tpe", "seed": 5, "options": {"n_startup_trials": 2}}
 
 def run_warm(job: TuningJob, output_dir: Path, warm_start: tuple[Path, ...]) -> tuple[RunOutcome, str]:
     progress = io.StringIO()
-    options = RunOptions(output_dir=output_dir, scrape_interval=0.1, grace_period=2.0, poll_interval=0.05,
+    options = LocalRunOptions(output_dir=output_dir, scrape_interval=0.1, grace_period=2.0, poll_interval=0.05,
                          warm_start=warm_start)
     return LocalRunner(job, options, Progress(progress, tty=False)).run(), progress.getvalue()
 

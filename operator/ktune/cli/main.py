@@ -61,14 +61,14 @@ def run_job(args: argparse.Namespace) -> int:
     from ktune.local.processes import LocalTemplateError
     from ktune.local.progress import Progress
     from ktune.local.run_directory import RunDirectoryError
-    from ktune.local.runner import LocalRunner, RunOptions
+    from ktune.local.runner import LocalRunner, LocalRunOptions
     from ktune.spec import SpecError
 
     try:
         job = load_tuningjob(args.file)
     except SpecError as error:
         return _print_problems(args.file, error.problems)
-    options = RunOptions(
+    options = LocalRunOptions(
         output_dir=args.output or Path("ktune-runs") / job.name,
         resume=args.resume,
         scrape_interval=args.scrape_interval,

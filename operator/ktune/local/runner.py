@@ -1,9 +1,9 @@
 """`ktune run`: a TuningJob's trials as local processes, driven by the same engine as the operator.
 
-One loop, ticking every `poll_interval` seconds: reap trial processes that ended (success, retry
-or failure), scrape the `/metrics` page of the running ones and hand new steps to the engine
-(which may answer "prune"), ask the engine whether the job is finished, and start as many new
-trials as it allows. Everything the engine learns is journaled by Optuna in the run directory.
+One loop, ticking every `poll_interval` seconds: the trial lifecycle (`ktune.trials.driver`) observes
+every trial process through `ProcessBackend`, hands new steps to the engine (which may answer
+"prune"), settles ended attempts (success, retry or failure), and starts as many new trials as the
+engine allows. Everything the engine learns is journaled by Optuna in the run directory.
 
 Interruption (Ctrl-C or SIGTERM): every trial process is stopped (SIGTERM, SIGKILL after the grace
 period; a second Ctrl-C kills at once); finished trials stay finished, and trials that were
@@ -22,25 +22,15 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from ktune.engine import Engine, FinishDecision, TrialRecord, TrialState
 from ktune.engine.warm_start import ImportedTrials, import_trials
-from ktune.local.processes import (
-    LOCAL_METRICS_HOST,
-    LocalContainer,
-    TrialProcess,
-    free_port,
-    local_container,
-    local_trial_env,
-    process_environment,
-    require_command_on_path,
-    trial_argv,
-    trial_variables,
-)
+from ktune.local.process_backend import ProcessBackend
+from ktune.local.processes import LocalContainer, local_container, require_command_on_path
 from ktune.local.progress import Progress, ProgressSnapshot
 from ktune.local.results import (
     BEST_JSON,
@@ -54,15 +44,13 @@ from ktune.local.results import (
 )
 from ktune.local.run_directory import RunDirectory
 from ktune.local.warm_start import read_run
-from ktune.metrics import MetricsError, TrialMetrics, metrics_url, parse_result, scrape
 from ktune.spec import TuningJob
-from ktune.trials.environment import contract_env
-
-SCRAPE_TIMEOUT_SECONDS = 2.0
+from ktune.trials.backend import HowStarted
+from ktune.trials.driver import DriverSettings, TrialDriver
 
 
 @dataclass(frozen=True)
-class RunOptions:
+class LocalRunOptions:
     """How `ktune run` runs a job on this machine."""
 
     output_dir: Path
@@ -95,30 +83,18 @@ class RunOutcome:
         return self.decision is None
 
 
-@dataclass
-class _Attempt:
-    """A trial process the runner watches, with what it has heard from it."""
-
-    process: TrialProcess
-    record: TrialRecord
-    last_step: int | None = None
-    last_metrics: dict[str, float] = field(default_factory=dict)
-    next_scrape_at: float = 0.0
-    stopping: bool = False  # pruned or job stopped: the engine already knows its outcome
-
-
 class LocalRunner:
     """Runs one TuningJob to its end (or to an interruption) with trials as local processes."""
 
-    def __init__(self, job: TuningJob, options: RunOptions, progress: Progress):
+    def __init__(self, job: TuningJob, options: LocalRunOptions, progress: Progress):
         self.job = job
         self.spec = job.spec
         self.options = options
         self.progress = progress
-        self.container: LocalContainer = local_container(self.spec.trial.template)
-        require_command_on_path(self.container)
+        container: LocalContainer = local_container(self.spec.trial.template)
+        require_command_on_path(container)
         self.directory = RunDirectory(options.output_dir)
-        self._attempts: dict[int, _Attempt] = {}  # trial number -> its live process
+        self.backend = ProcessBackend(job.name, container, self.directory, options.grace_period)
         self._attempt_counts: dict[int, int] = {}
         self._interrupts = 0
 
@@ -128,6 +104,9 @@ class LocalRunner:
         self.imported = self._warm_start()
         self.engine = Engine(self.spec, storage=state.storage, study_name=self.job.name, started_at=state.started_at,
                              imported=self.imported.records)
+        settings = DriverSettings(scrape_interval_seconds=self.options.scrape_interval,
+                                  stop_grace_seconds=self.options.grace_period)
+        self.driver = TrialDriver(self.engine, settings, _ProgressEvents(self))
         if self.spec.metrics_source.type != "direct":
             self.progress.event("note: metricsSource is for clusters; ktune run scrapes each trial's /metrics directly")
         decision: FinishDecision | None = None
@@ -136,26 +115,21 @@ class LocalRunner:
                 for record in self.engine.records:
                     if record.state == TrialState.RUNNING:
                         # Interrupted, not failed: the rerun does not use up one of its retries.
-                        self._attempt_counts[record.number] = self._attempt_counts.get(record.number, 1) - 1
-                        self._launch(record, resumed=True)
+                        attempts = self._attempt_counts.get(record.number, 1) - 1
+                        self.driver.adopt(record, attempts, relaunch="resumed")
                 decision = self._loop()
             finally:
-                self._stop_all()
+                self.backend.shutdown(hurry=lambda: self._interrupts > 1)
         return self._finish(decision, time.time() - state.started_at)
 
     def _loop(self) -> FinishDecision | None:
         while True:
             now = time.time()
-            self._reap(now)
-            self._scrape_due(now)
             if self._interrupts:
                 return None
-            decision = self.engine.stop_decision(now)
+            decision = self.driver.advance(self.backend, now)
             if decision is not None:
-                self._stop_running_trials(decision, now)
                 return decision
-            for _ in range(self.engine.launchable(len(self._attempts), now)):
-                self._launch(self.engine.ask(now))
             self.progress.update(self._snapshot(now))
             time.sleep(self.options.poll_interval)
 
@@ -171,143 +145,6 @@ class LocalRunner:
                                 f"{', '.join(str(path) for path in paths)} ({imported.dropped} dropped: outside "
                                 "this job's space or without its objective)")
         return imported
-
-    # -- trial processes -------------------------------------------------------------------------
-
-    def _launch(self, record: TrialRecord, resumed: bool = False) -> None:
-        """Start an attempt of a trial (a new one, a retry, or one interrupted before a resume)."""
-        attempt = self._attempt_counts.get(record.number, 0) + 1
-        self._attempt_counts[record.number] = attempt
-        trial_dir = self.directory.trial_dir(record.number)
-        port = self._free_port()
-        contract_vars = local_trial_env(
-            contract_env(self.job.name, record.number, record.params), port, trial_dir / "result.json"
-        )
-        variables = trial_variables(self.container, contract_vars)
-        argv = trial_argv(self.container, variables)
-        process = TrialProcess(record.number, attempt, port, trial_dir / "result.json", trial_dir / "log.txt")
-        params = " ".join(f"{name}={_short(value)}" for name, value in record.params.items())
-        try:
-            process.start(argv, process_environment(variables), cwd=Path.cwd())
-        except OSError as error:
-            self.engine.tell_failed(record.number, "Error", f"cannot run {argv[0]!r}: {error}", now=time.time())
-            self.progress.event(f"trial {record.number} failed: cannot run {argv[0]!r}: {error}")
-        else:
-            self._attempts[record.number] = _Attempt(process=process, record=record)
-            how = "resumed" if resumed else ("started" if attempt == 1 else f"retry, attempt {attempt}")
-            self.progress.event(f"trial {record.number} {how}: {params}")
-        self._save_state()
-
-    def _free_port(self) -> int:
-        taken = {attempt.process.port for attempt in self._attempts.values()}
-        port = free_port()
-        while port in taken:
-            port = free_port()
-        return port
-
-    def _reap(self, now: float) -> None:
-        for number, attempt in list(self._attempts.items()):
-            exit_code = attempt.process.exit_code()
-            if exit_code is None:
-                attempt.process.kill_if_overdue(self.options.grace_period)
-                continue
-            attempt.process.close()
-            del self._attempts[number]
-            if not attempt.stopping:
-                self._settle(attempt, exit_code, now)
-            self._save_state()
-
-    def _settle(self, attempt: _Attempt, exit_code: int, now: float) -> None:
-        """Tell the engine how an attempt that ended on its own went, or retry it."""
-        number = attempt.record.number
-        if exit_code != 0:
-            reason, message = "Error", _exit_message(exit_code, attempt.process.log_tail())
-            if attempt.process.attempt <= self.spec.trial.retries:
-                self.progress.event(f"trial {number} attempt {attempt.process.attempt} failed ({message}); retrying")
-                self._launch(attempt.record)
-                return
-        else:
-            try:
-                result = self._read_result(attempt)
-            except MetricsError as error:
-                reason, message = "InvalidResult", f"{attempt.process.result_path}: {error}"
-            else:
-                record = self.engine.tell_succeeded(number, result, now=now)
-                self._announce_finished(record, now)
-                return
-        self.engine.tell_failed(number, reason, message, now=now)
-        self.progress.event(f"trial {number} failed: {message}")
-
-    def _read_result(self, attempt: _Attempt) -> dict[str, float]:
-        """The final metrics: the result file over the last scraped values (a trainer may write none)."""
-        try:
-            text = attempt.process.result_path.read_text()
-        except FileNotFoundError:
-            return dict(attempt.last_metrics)
-        return {**attempt.last_metrics, **parse_result(text)}
-
-    def _announce_finished(self, record: TrialRecord, now: float) -> None:
-        took = f" in {now - record.started_at:.0f}s" if record.started_at else ""
-        if record.state == TrialState.SUCCEEDED:
-            values = ", ".join(
-                f"{name}={_short(record.metrics.get(name))}" for name in self.spec.objective_metrics
-            )
-            self.progress.event(f"trial {record.number} succeeded{took}: {values}")
-        else:
-            self.progress.event(f"trial {record.number} failed ({record.reason}){took}: {record.message}")
-
-    def _scrape_due(self, now: float) -> None:
-        for attempt in list(self._attempts.values()):
-            if attempt.stopping or now < attempt.next_scrape_at:
-                continue
-            attempt.next_scrape_at = now + self.options.scrape_interval
-            try:
-                metrics = scrape(metrics_url(LOCAL_METRICS_HOST, attempt.process.port), SCRAPE_TIMEOUT_SECONDS)
-            except MetricsError:
-                continue  # not serving yet, or already gone: the result file decides
-            self._observe(attempt, metrics, now)
-
-    def _observe(self, attempt: _Attempt, metrics: TrialMetrics, now: float) -> None:
-        attempt.last_metrics.update(metrics.values)
-        if metrics.step is None or (attempt.last_step is not None and metrics.step <= attempt.last_step):
-            return
-        attempt.last_step = metrics.step
-        number = attempt.record.number
-        if self.engine.report(number, metrics.step, metrics.values):
-            self.engine.tell_pruned(number, now=now)
-            attempt.stopping = True
-            attempt.process.terminate()
-            pruned_on = self.spec.pruner.metric or self.spec.objective_metrics[0]
-            self.progress.event(
-                f"trial {number} pruned at step {metrics.step}: {pruned_on}={_short(metrics.values.get(pruned_on))}"
-            )
-            self._save_state()
-
-    def _stop_running_trials(self, decision: FinishDecision, now: float) -> None:
-        """The job is finished while trials still run (goal, deadline, failures): stop them."""
-        for attempt in self._attempts.values():
-            if not attempt.stopping:
-                message = f"job finished: {decision.reason}"
-                self.engine.tell_failed(attempt.record.number, "JobStopped", message, now=now)
-                attempt.stopping = True
-            attempt.process.terminate()
-
-    def _stop_all(self) -> None:
-        """Stop every trial process: SIGTERM, then SIGKILL after the grace period or a second Ctrl-C."""
-        for attempt in self._attempts.values():
-            attempt.process.terminate()
-        interrupts_before = self._interrupts
-        deadline = time.time() + self.options.grace_period
-        while self._attempts and time.time() < deadline and self._interrupts <= max(interrupts_before, 1):
-            for number, attempt in list(self._attempts.items()):
-                if attempt.process.wait(timeout=0.1) is not None:
-                    attempt.process.close()
-                    del self._attempts[number]
-        for attempt in self._attempts.values():
-            attempt.process.kill()
-            attempt.process.wait(timeout=5.0)
-            attempt.process.close()
-        self._attempts.clear()
 
     @contextmanager
     def _interruptible(self) -> Iterator[None]:
@@ -332,7 +169,7 @@ class LocalRunner:
         return ProgressSnapshot(
             done=counts["succeeded"] + counts["pruned"] + counts["failed"],
             max_trials=self.spec.budget.max_trials,
-            running=len(self._attempts),
+            running=self.driver.running,
             succeeded=counts["succeeded"],
             pruned=counts["pruned"],
             failed=counts["failed"],
@@ -382,19 +219,46 @@ class LocalRunner:
                 "cpuHoursUsed": round(usage.cpu_hours, 6), "gpuHoursUsed": round(usage.gpu_hours, 6)}
 
 
-def _exit_message(exit_code: int, log_tail: str) -> str:
-    if exit_code < 0:
-        try:
-            what = f"killed by {signal.Signals(-exit_code).name}"
-        except ValueError:
-            what = f"killed by signal {-exit_code}"
-    else:
-        what = f"exit code {exit_code}"
-    last = log_tail.strip().splitlines()[-1:] if log_tail.strip() else []
-    return f"{what}; last log line: {last[0]}" if last else what
-
-
 def _short(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return json.dumps(value) if value is None else str(value)
+
+
+class _ProgressEvents:
+    """The driver's events as progress lines, and the run directory kept up to date with them."""
+
+    def __init__(self, runner: LocalRunner) -> None:
+        self.runner = runner
+
+    def trial_created(self, record: TrialRecord) -> bool:
+        return True
+
+    def attempt_started(self, record: TrialRecord, attempt: int, how: HowStarted) -> None:
+        self.runner._attempt_counts[record.number] = attempt
+        params = " ".join(f"{name}={_short(value)}" for name, value in record.params.items())
+        label = {"started": "started", "resumed": "resumed", "retry": f"retry, attempt {attempt}"}[how]
+        self.runner.progress.event(f"trial {record.number} {label}: {params}")
+        self.runner._save_state()
+
+    def attempt_retried(self, number: int, attempt: int, reason: str, message: str) -> None:
+        self.runner.progress.event(f"trial {number} attempt {attempt} failed ({message}); retrying")
+
+    def trial_reported(self, number: int, step: int) -> None:
+        """Nothing to add: the journal already holds the step."""
+
+    def trial_finished(self, record: TrialRecord, attempt: int, last_step: int | None) -> None:
+        spec = self.runner.spec
+        took = f" in {record.finished_at - record.started_at:.0f}s" if record.started_at and record.finished_at \
+            else ""
+        if record.state == TrialState.SUCCEEDED:
+            values = ", ".join(f"{name}={_short(record.metrics.get(name))}" for name in spec.objective_metrics)
+            line = f"trial {record.number} succeeded{took}: {values}"
+        elif record.state == TrialState.PRUNED:
+            pruned_on = spec.pruner.metric or spec.objective_metrics[0]
+            value = record.intermediate.get(last_step) if last_step is not None else None
+            line = f"trial {record.number} pruned at step {last_step}: {pruned_on}={_short(value)}"
+        else:
+            line = f"trial {record.number} failed ({record.reason}){took}: {record.message}"
+        self.runner.progress.event(line)
+        self.runner._save_state()

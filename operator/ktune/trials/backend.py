@@ -1,0 +1,105 @@
+"""The seam between the trial lifecycle (`ktune.trials.driver`) and the places trials run.
+
+A backend runs attempts (a local process, a pod) and reports plain facts about them; the driver
+decides what the facts mean. `TrialEvents` is how the driver tells its runner what happened, so that
+the runner can persist it (Trial objects, a run directory) and tell the user (Events, progress lines).
+"""
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal, Protocol
+
+from ktune.engine import TrialRecord
+from ktune.metrics import TrialMetrics
+
+
+class Phase(StrEnum):
+    """What a backend sees of one attempt."""
+
+    PENDING = "Pending"
+    """Created but not running yet (waiting for a node or its image)."""
+    RUNNING = "Running"
+    """Running: its metrics can be read."""
+    SUCCEEDED = "Succeeded"
+    """Ended with exit code 0."""
+    FAILED = "Failed"
+    """Ended otherwise (exit code, OOM kill, refused by its node)."""
+    TERMINATING = "Terminating"
+    """Told to stop by someone other than the driver, and not gone yet."""
+    GONE = "Gone"
+    """No longer there: deleted, or never created."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One look at an attempt."""
+
+    phase: Phase
+    result: str | None = None
+    """SUCCEEDED: the result the trainer wrote (its termination message or result file); None if none."""
+    result_source: str = "result"
+    """Where `result` came from, named in messages (a file path, "termination message")."""
+    reason: str = ""
+    """FAILED and GONE: why, as one CamelCase word (Error, OOMKilled, PodDeleted); PENDING: what it waits on."""
+    message: str = ""
+    """FAILED, GONE: a human explanation; PENDING: the waiting message; TERMINATING: which pod on which node."""
+    waiting_for: Literal["image", "node"] | None = None
+    """PENDING: waiting for its image to be pulled, or for a node to take it (then `since` counts)."""
+    since: float | None = None
+    """PENDING: when the attempt was created; TERMINATING: when its grace period ended."""
+
+
+class LaunchRefused(Exception):
+    """The backend cannot start this attempt, and no retry could change that (a bad template, no command)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+class Backend(Protocol):
+    """Where attempts run. Every method is keyed by (trial number, attempt number)."""
+
+    def launch(self, record: TrialRecord, attempt: int) -> None:
+        """Start the attempt with the record's parameters; LaunchRefused when it cannot be started at all.
+        Starting an attempt that already exists (after a restart) is not an error."""
+
+    def observe(self, number: int, attempt: int) -> Observation:
+        """What the attempt is doing now."""
+
+    def scrape(self, number: int, attempt: int) -> TrialMetrics:
+        """The attempt's current metrics; `ktune.metrics.MetricsError` when they cannot be read."""
+
+    def stop(self, number: int, attempt: int, grace_seconds: float | None) -> None:
+        """Ask the attempt to stop (SIGTERM, pod deletion); kill it if still there after the grace period
+        (None: the backend's own default)."""
+
+    def delete(self, number: int, attempt: int, *, force: bool = False) -> None:
+        """Remove a stuck or lost attempt now (`force`: without waiting for its node to confirm)."""
+
+    def release(self, number: int, attempt: int) -> None:
+        """The driver is done with this attempt: free what the backend holds for it (handles, files)."""
+
+
+HowStarted = Literal["started", "retry", "resumed"]
+
+
+class TrialEvents(Protocol):
+    """What the driver tells its runner; the runner persists it and tells the user."""
+
+    def trial_created(self, record: TrialRecord) -> bool:
+        """A new trial was asked from the engine; False when it already exists elsewhere (another operator
+        made it), in which case the driver launches nothing more in this pass."""
+
+    def attempt_started(self, record: TrialRecord, attempt: int, how: HowStarted) -> None:
+        """An attempt of the trial was launched."""
+
+    def attempt_retried(self, number: int, attempt: int, reason: str, message: str) -> None:
+        """Attempt `attempt` failed and attempt `attempt + 1` follows."""
+
+    def trial_reported(self, number: int, step: int) -> None:
+        """The trial reported a new step, handed to the pruner, which let it go on."""
+
+    def trial_finished(self, record: TrialRecord, attempt: int, last_step: int | None) -> None:
+        """The engine knows the trial's outcome (succeeded, pruned, failed, stopped with the job)."""
