@@ -1,5 +1,10 @@
 """One level-based pass over one TuningJob: compare what should run with what runs, act, write status.
 
+The decisions about trials are the trial lifecycle's (`ktune.trials.driver`), the same as `ktune run`'s;
+this module keeps what is the operator's own: the accepted spec, the study rebuilt from Trial objects,
+stray pods, and the TuningJob's status. Attempts are pods (`PodBackend`); what the driver learns is
+written to Trial objects and Events (`TrialObjects`).
+
 A `JobReconciler` lives as long as its TuningJob is watched by this operator process and keeps the job's
 engine between passes. Everything it needs to continue lives in the API (Trial objects, pods, the
 job's annotations and status): a fresh reconciler after a restart rebuilds the same study from the
@@ -17,53 +22,38 @@ with the other status changes, not on their own at every pass.
 import copy
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ktune import contract, metrics
 from ktune.algorithms import load_tuningjob
-from ktune.engine import JOB_STOPPED, Engine, FinishDecision, TrialRecord, TrialState
+from ktune.engine import Engine, FinishDecision, TrialState
 from ktune.engine.warm_start import ImportedTrials, WarmStartSource, import_trials
 from ktune.operator import status as st
-from ktune.operator.cluster import AlreadyExists, ApiError, Cluster
+from ktune.operator.cluster import ApiError, Cluster
+from ktune.operator.pod_backend import PodBackend, QueryPrometheus, Scrape, direct_or_prometheus, pod_finished
 from ktune.operator.pod_policy import forbidden_fields
-from ktune.operator.pods import pod_attempt, trial_name, trial_pod_manifest, trial_pod_name
+from ktune.operator.pods import pod_attempt
 from ktune.operator.settings import OperatorSettings
-from ktune.operator.trials import epoch, record_from_trial, rfc3339, trial_attempts, trial_manifest, trial_status
+from ktune.operator.trial_objects import TrialObjects
+from ktune.operator.trials import epoch, record_from_trial, rfc3339, trial_attempts
 from ktune.spec import SpecError, TuningJob
+from ktune.trials.driver import DriverSettings, TrialDriver
 
 log = logging.getLogger(__name__)
 
 ACCEPTED_SPEC_ANNOTATION = "ktune.dev/accepted-spec"
 # Changing these after trials ran would mix trials of different studies: such edits are refused.
 UNSAFE_FIELDS = ("objective", "objectives", "metrics", "parameters", "sampler", "pruner", "warmStart")
-# A pod waiting with one of these reasons is retried or failed once `image_pull_timeout_seconds` passed.
-STUCK_WAITING_REASONS = frozenset(
-    {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"}
-)
-
-Scrape = Callable[[str, float], metrics.TrialMetrics]
-QueryPrometheus = Callable[[str, str, int, str | None, float], metrics.TrialMetrics]
-
-
-@dataclass
-class LiveTrial:
-    """What the operator tracks about a Running trial besides the engine's record."""
-
-    trial: dict[str, Any]  # the Trial object (for its name and uid, the pods' owner)
-    attempts: int = 0
-    last_step: int | None = None
-    metrics_silent_since: float | None = None  # when the current attempt's metrics last stopped answering
-
-
 @dataclass
 class JobState:
-    """The job's engine and live trials, rebuilt from the API whenever in doubt."""
+    """The job's engine and the trial lifecycle over its live trials, rebuilt from the API whenever in doubt."""
 
     job: TuningJob
     engine: Engine
-    live: dict[int, LiveTrial] = field(default_factory=dict)
+    driver: TrialDriver
+    trials: TrialObjects
     imported: ImportedTrials = field(default_factory=ImportedTrials)
 
 
@@ -103,16 +93,16 @@ class JobReconciler:
         if job is None:
             return
         state = self._state(body, job, now)
-        pods = {pod["metadata"]["name"]: pod for pod in self.cluster.list_pods(_namespace(body), job.name)}
+        namespace = _namespace(body)
+        pods = {pod["metadata"]["name"]: pod for pod in self.cluster.list_pods(namespace, job.name)}
         self._delete_stray_pods(body, state, pods, now)
-        for number in sorted(state.live):
-            self._observe(body, state, number, pods, now)
-        decision = state.engine.stop_decision(now)
-        if decision is not None and state.engine.counts()["running"]:
-            self._stop_running(body, state, pods, decision, now)
-            decision = state.engine.stop_decision(now) or decision
-        if decision is None:
-            self._launch(body, state, now)
+        read = direct_or_prometheus(job, namespace, self.settings.scrape_timeout_seconds, self.scrape,
+                                    self.query_prometheus)
+        state.trials.body = body
+        decision = state.driver.advance(PodBackend(self.cluster, job, namespace, pods, state.trials.owners, read), now)
+        if state.driver.conflict:
+            self.state = None
+            return
         self._write_status(body, state, previous, decision, refused, now)
 
     # ---- the spec: validity and refused edits ----------------------------------------------------
@@ -187,21 +177,32 @@ class JobReconciler:
         imported = self._warm_start(body, job)
         engine = Engine(job.spec, records, study_name=f"{_namespace(body)}/{job.name}", started_at=started_at,
                         imported=imported.records)
+        owners = {trial["spec"]["number"]: trial for trial in trials}
+        trial_objects = TrialObjects(self.cluster, self.settings, engine, owners)
+        driver = TrialDriver(engine, self._driver_settings(), trial_objects)
         pods = self.cluster.list_pods(_namespace(body), job.name)
-        live: dict[int, LiveTrial] = {}
         for trial, record in zip(trials, records, strict=True):
             if record.state != TrialState.RUNNING:
                 continue
             pod_attempts = [pod_attempt(pod) for pod in pods if _pod_trial(pod) == record.number]
-            live[record.number] = LiveTrial(
-                trial=trial,
-                attempts=max([trial_attempts(trial), *pod_attempts]),
-                last_step=max(record.intermediate) if record.intermediate else None,
-            )
-        self.state = JobState(job=job, engine=engine, live=live, imported=imported)
+            attempts = max([trial_attempts(trial), *pod_attempts])
+            trial_objects.attempts[record.number] = attempts
+            driver.adopt(record, attempts, relaunch="started" if attempts == 0 else None)
+        self.state = JobState(job=job, engine=engine, driver=driver, trials=trial_objects, imported=imported)
         log.info("%s/%s: rebuilt the study from %d trials (%d running)",
-                 _namespace(body), job.name, len(records), len(live))
+                 _namespace(body), job.name, len(records), driver.running)
         return self.state
+
+    def _driver_settings(self) -> DriverSettings:
+        """The operator reads metrics at every pass; pods get their own termination grace period when stopped."""
+        settings = self.settings
+        return DriverSettings(
+            scrape_interval_seconds=0.0, stop_grace_seconds=None,
+            metrics_unavailable_timeout_seconds=settings.metrics_unavailable_timeout_seconds,
+            image_pull_timeout_seconds=settings.image_pull_timeout_seconds,
+            unschedulable_timeout_seconds=settings.unschedulable_timeout_seconds,
+            lost_pod_timeout_seconds=settings.lost_pod_timeout_seconds,
+        )
 
     def _warm_start(self, body: dict[str, Any], job: TuningJob) -> ImportedTrials:
         """The trials of spec.warmStart.from's jobs; a missing or incompatible job is announced once."""
@@ -240,232 +241,18 @@ class JobReconciler:
     ) -> None:
         """Delete running pods that no live attempt owns (a stopped trial's pod left by a crash, say), and
         force-delete such pods stuck Terminating on a lost node."""
+        held = state.driver.live_attempts()
         for name, pod in pods.items():
-            if _pod_finished(pod):
+            if pod_finished(pod) or held.get(_pod_trial(pod)) == pod_attempt(pod):
                 continue
-            live = state.live.get(_pod_trial(pod))
             if pod["metadata"].get("deletionTimestamp"):
-                if (live is None or pod_attempt(pod) != live.attempts) and self._lost_reason(pod, now) is not None:
+                overdue = now - (epoch(pod["metadata"]["deletionTimestamp"]) or now)
+                if overdue >= self.settings.lost_pod_timeout_seconds:
                     log.info("%s/%s: force-deleting pod %s, lost with its node", _namespace(body), state.job.name, name)
                     self.cluster.delete_pod(_namespace(body), name, grace_seconds=0)
                 continue
-            if live is None or pod_attempt(pod) != live.attempts:
-                log.info("%s/%s: deleting stray pod %s", _namespace(body), state.job.name, name)
-                self.cluster.delete_pod(_namespace(body), name)
-
-    # ---- one running trial --------------------------------------------------------------------------
-
-    def _observe(
-        self, body: dict[str, Any], state: JobState, number: int, pods: dict[str, dict[str, Any]], now: float
-    ) -> None:
-        live = state.live[number]
-        if live.attempts == 0:
-            self._start_attempt(body, state, number, 1, now)
-            return
-        pod = pods.get(trial_pod_name(state.job.name, number, live.attempts))
-        if pod is None:
-            self._attempt_failed(body, state, number, "PodDeleted", "the trial's pod was deleted", now)
-            return
-        phase = (pod.get("status") or {}).get("phase")
-        if phase == "Succeeded":
-            self._attempt_succeeded(body, state, number, pod, now)
-        elif phase == "Failed":
-            reason, message = _failure_of(pod)
-            self._attempt_failed(body, state, number, reason, message, now)
-        elif pod["metadata"].get("deletionTimestamp"):
-            lost = self._lost_reason(pod, now)
-            if lost is not None:
-                self.cluster.delete_pod(_namespace(body), pod["metadata"]["name"], grace_seconds=0)
-                self._attempt_failed(body, state, number, *lost, now)
-        elif phase == "Running":
-            self._read_metrics(body, state, number, pod, now)
-        else:
-            stuck = self._stuck_reason(pod, now)
-            if stuck is not None:
-                self.cluster.delete_pod(_namespace(body), pod["metadata"]["name"])
-                self._attempt_failed(body, state, number, *stuck, now)
-
-    def _start_attempt(self, body: dict[str, Any], state: JobState, number: int, attempt: int, now: float) -> None:
-        live = state.live[number]
-        record = state.engine.record(number)
-        trial = state.job.spec.trial
-        pod = trial_pod_manifest(trial.template, state.job.name, number, record.params, attempt,
-                                 trial.metrics_port, live.trial)
-        try:
-            self.cluster.create_pod(_namespace(body), pod)
-        except AlreadyExists:
-            log.info("%s: pod %s exists already", state.job.name, pod["metadata"]["name"])
-        except ApiError as error:
-            if error.status != 422:
-                raise
-            # The API server refuses the pod itself (a bad template): no retry can help.
-            self._finish_trial(body, state, state.engine.tell_failed(number, "PodRejected", str(error), now=now))
-            return
-        live.attempts = attempt
-        live.metrics_silent_since = None
-        self._write_trial(body, state, number)
-
-    def _attempt_succeeded(
-        self, body: dict[str, Any], state: JobState, number: int, pod: dict[str, Any], now: float
-    ) -> None:
-        text = _termination_message(pod)
-        try:
-            result = metrics.parse_result(text) if text.strip() else {}
-        except metrics.MetricsError as error:
-            record = state.engine.tell_failed(number, "InvalidResult", str(error), now=now)
-        else:
-            record = state.engine.tell_succeeded(number, result, now=now)
-        self._finish_trial(body, state, record)
-
-    def _attempt_failed(
-        self, body: dict[str, Any], state: JobState, number: int, reason: str, message: str, now: float
-    ) -> None:
-        live = state.live[number]
-        if live.attempts <= state.job.spec.trial.retries:
-            self.cluster.emit_event(
-                body, "Warning", "TrialRetried",
-                f"{trial_name(state.job.name, number)} attempt {live.attempts} failed ({reason}); "
-                f"starting attempt {live.attempts + 1}",
-            )
-            self._start_attempt(body, state, number, live.attempts + 1, now)
-            return
-        record = state.engine.tell_failed(number, reason, message, now=now)
-        self._finish_trial(body, state, record)
-
-    def _read_metrics(
-        self, body: dict[str, Any], state: JobState, number: int, pod: dict[str, Any], now: float
-    ) -> None:
-        job = state.job
-        source = job.spec.metrics_source
-        timeout = self.settings.scrape_timeout_seconds
-        try:
-            if source.type == "prometheus":
-                reading = self.query_prometheus(source.url, job.name, number, _namespace(body), timeout)
-            else:
-                pod_ip = (pod.get("status") or {}).get("podIP")
-                if not pod_ip:
-                    self._metrics_unanswered(body, state, number, pod, "the pod has no IP", now)
-                    return
-                reading = self.scrape(metrics.metrics_url(pod_ip, job.spec.trial.metrics_port), timeout)
-        except metrics.MetricsError as error:
-            log.debug("%s: trial %d: %s", job.name, number, error)
-            self._metrics_unanswered(body, state, number, pod, str(error), now)
-            return
-        live = state.live[number]
-        live.metrics_silent_since = None
-        if reading.step is None or (live.last_step is not None and reading.step <= live.last_step):
-            return
-        live.last_step = reading.step
-        if state.engine.report(number, reading.step, reading.values):
-            record = state.engine.tell_pruned(number, now=now)
-            self._finish_trial(body, state, record)
-        else:
-            self._write_trial(body, state, number)
-
-    def _metrics_unanswered(
-        self, body: dict[str, Any], state: JobState, number: int, pod: dict[str, Any], why: str, now: float
-    ) -> None:
-        """Fail the attempt with MetricsUnavailable once its metrics stayed silent for the configured timeout."""
-        live = state.live[number]
-        if live.metrics_silent_since is None:
-            live.metrics_silent_since = now
-            return
-        silent = now - live.metrics_silent_since
-        if silent < self.settings.metrics_unavailable_timeout_seconds:
-            return
-        self.cluster.delete_pod(_namespace(body), pod["metadata"]["name"])
-        message = f"the trial's metrics did not answer for {silent:.0f} s (last error: {why})"
-        self._attempt_failed(body, state, number, "MetricsUnavailable", message, now)
-
-    def _lost_reason(self, pod: dict[str, Any], now: float) -> tuple[str, str] | None:
-        """(reason, message) when a deleted pod stays Terminating long past its grace period: no node confirms
-        the deletion because the node is gone, so the attempt would otherwise wait forever."""
-        grace_ends = epoch(pod["metadata"]["deletionTimestamp"]) or now
-        overdue = now - grace_ends
-        if overdue < self.settings.lost_pod_timeout_seconds:
-            return None
-        node = (pod.get("spec") or {}).get("nodeName") or "no node"
-        return "NodeLost", (f"pod {pod['metadata']['name']} on {node} stayed Terminating {overdue:.0f} s past its "
-                            f"grace period (its node stopped answering); force-deleted it")
-
-    def _stuck_reason(self, pod: dict[str, Any], now: float) -> tuple[str, str] | None:
-        """(reason, message) when a pending pod has waited too long for its image or for a node."""
-        age = now - (epoch(pod["metadata"].get("creationTimestamp")) or now)
-        pod_status = pod.get("status") or {}
-        for container in pod_status.get("containerStatuses") or []:
-            waiting = (container.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") in STUCK_WAITING_REASONS and age >= self.settings.image_pull_timeout_seconds:
-                return waiting["reason"], waiting.get("message") or ""
-        for condition in pod_status.get("conditions") or []:
-            if (condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable"
-                    and age >= self.settings.unschedulable_timeout_seconds):
-                return "Unschedulable", condition.get("message") or ""
-        return None
-
-    def _finish_trial(self, body: dict[str, Any], state: JobState, record: TrialRecord) -> None:
-        """Write a finished trial's outcome, then remove its pod if it still runs, then announce it."""
-        number = record.number
-        live = state.live[number]
-        self._write_trial(body, state, number)
-        del state.live[number]
-        pod_name = trial_pod_name(state.job.name, number, live.attempts)
-        if record.state == TrialState.PRUNED:
-            self.cluster.delete_pod(_namespace(body), pod_name)
-        name = trial_name(state.job.name, number)
-        if record.state == TrialState.SUCCEEDED:
-            values = ", ".join(f"{o.metric}={v:.6g}" for o, v in zip(state.job.spec.objectives, record.values or [],
-                                                                     strict=False))
-            self.cluster.emit_event(body, "Normal", "TrialSucceeded", f"{name} succeeded: {values}")
-        elif record.state == TrialState.PRUNED:
-            self.cluster.emit_event(body, "Normal", "TrialPruned",
-                                    f"{name} pruned at step {live.last_step}; its pod {pod_name} was deleted")
-        else:
-            self.cluster.emit_event(body, "Warning", "TrialFailed",
-                                    f"{name} failed: {record.reason}: {(record.message or '')[-300:]}")
-
-    def _write_trial(self, body: dict[str, Any], state: JobState, number: int) -> None:
-        live = state.live[number]
-        pod_name = trial_pod_name(state.job.name, number, live.attempts) if live.attempts else None
-        status = trial_status(state.engine.record(number), live.attempts, pod_name,
-                              self.settings.intermediate_values_kept)
-        self.cluster.patch_trial_status(_namespace(body), trial_name(state.job.name, number), status)
-
-    # ---- starting and stopping trials ---------------------------------------------------------------
-
-    def _launch(self, body: dict[str, Any], state: JobState, now: float) -> None:
-        for _ in range(state.engine.launchable(state.engine.counts()["running"], now)):
-            record = state.engine.ask(now)
-            try:
-                trial = self.cluster.create_trial(_namespace(body), trial_manifest(body, record.number, record.params))
-            except AlreadyExists:
-                # Someone else (another operator) made this trial: start over from what the API holds.
-                log.warning("%s: trial %d exists already; rebuilding from the API", state.job.name, record.number)
-                self.state = None
-                return
-            state.live[record.number] = LiveTrial(trial=trial)
-            self._write_trial(body, state, record.number)
-            self.cluster.emit_event(
-                body, "Normal", "TrialStarted",
-                f"{trial_name(state.job.name, record.number)} started with "
-                f"{json.dumps(record.params, sort_keys=True)}",
-            )
-            self._start_attempt(body, state, record.number, 1, now)
-
-    def _stop_running(
-        self, body: dict[str, Any], state: JobState, pods: dict[str, dict[str, Any]], decision: FinishDecision,
-        now: float,
-    ) -> None:
-        for number in sorted(state.live):
-            record = state.engine.tell_failed(number, JOB_STOPPED, decision.message, now=now)
-            live = state.live.pop(number)
-            self.cluster.patch_trial_status(
-                _namespace(body), trial_name(state.job.name, number),
-                trial_status(record, live.attempts, trial_pod_name(state.job.name, number, live.attempts),
-                             self.settings.intermediate_values_kept),
-            )
-            pod = pods.get(trial_pod_name(state.job.name, number, live.attempts))
-            if pod is not None and not _pod_finished(pod):
-                self.cluster.delete_pod(_namespace(body), pod["metadata"]["name"])
+            log.info("%s/%s: deleting stray pod %s", _namespace(body), state.job.name, name)
+            self.cluster.delete_pod(_namespace(body), name)
 
     # ---- the job's status ----------------------------------------------------------------------------
 
@@ -572,32 +359,3 @@ def _namespace(body: Mapping[str, Any]) -> str:
 def _pod_trial(pod: Mapping[str, Any]) -> int | None:
     text = (pod["metadata"].get("labels") or {}).get(contract.LABEL_TRIAL, "")
     return int(text) if text.isdigit() else None
-
-
-def _pod_finished(pod: Mapping[str, Any]) -> bool:
-    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-
-
-def _trainer_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The first container's status: the trainer is the template's first container."""
-    first = pod["spec"]["containers"][0]["name"]
-    for container in (pod.get("status") or {}).get("containerStatuses") or []:
-        if container.get("name") == first:
-            return container
-    return {}
-
-
-def _termination_message(pod: Mapping[str, Any]) -> str:
-    terminated = (_trainer_status(pod).get("state") or {}).get("terminated") or {}
-    return terminated.get("message") or ""
-
-
-def _failure_of(pod: Mapping[str, Any]) -> tuple[str, str]:
-    """(reason, message) of a failed pod: the trainer container's reason (OOMKilled, Error), else the pod's."""
-    terminated = (_trainer_status(pod).get("state") or {}).get("terminated") or {}
-    pod_status = pod.get("status") or {}
-    reason = terminated.get("reason") or pod_status.get("reason") or "Error"
-    message = terminated.get("message") or pod_status.get("message") or ""
-    if terminated.get("exitCode") is not None:
-        message = f"exit code {terminated['exitCode']}" + (f": {message}" if message else "")
-    return reason, message

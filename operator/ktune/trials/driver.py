@@ -154,7 +154,8 @@ class TrialDriver:
     def _fail_if_stuck(self, backend: Backend, live: LiveTrial, seen: Observation, now: float) -> None:
         limits = {"image": self.settings.image_pull_timeout_seconds,
                   "node": self.settings.unschedulable_timeout_seconds}
-        if seen.waiting_for is None or now - (seen.since or now) < limits[seen.waiting_for]:
+        waited = now - (seen.since if seen.since is not None else now)
+        if seen.waiting_for is None or waited < limits[seen.waiting_for]:
             return
         backend.delete(live.number, live.attempt)
         self._attempt_failed(backend, live, seen.reason, seen.message, now)

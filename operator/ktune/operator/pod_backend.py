@@ -1,0 +1,156 @@
+"""The Kubernetes backend: each attempt one pod, named `<job>-<number>-<attempt>` and owned by its Trial.
+
+A `PodBackend` is a view over one reconcile pass: the job's pods as the pod cache saw them at the
+start of the pass, and the Trial objects that own them. It turns a pod's status into the plain facts
+the trial lifecycle (`ktune.trials.driver`) decides on, and reads a trial's metrics from its pod's
+`/metrics` page or from Prometheus.
+"""
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ktune import metrics
+from ktune.engine import TrialRecord
+from ktune.metrics import MetricsError, TrialMetrics
+from ktune.operator.cluster import AlreadyExists, ApiError, Cluster
+from ktune.operator.pods import trial_pod_manifest, trial_pod_name
+from ktune.operator.trials import epoch
+from ktune.spec import TuningJob
+from ktune.trials.backend import LaunchRefused, Observation, Phase
+
+Scrape = Callable[[str, float], TrialMetrics]
+QueryPrometheus = Callable[[str, str, int, str | None, float], TrialMetrics]
+
+# A pod waiting with one of these reasons waits for its image (or its container's config): the driver fails
+# the attempt once `image_pull_timeout_seconds` passed.
+IMAGE_WAITING_REASONS = frozenset(
+    {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"}
+)
+
+
+class PodBackend:
+    """Trial attempts as pods of one TuningJob, for one reconcile pass."""
+
+    def __init__(self, cluster: Cluster, job: TuningJob, namespace: str, pods: Mapping[str, dict[str, Any]],
+                 owners: Mapping[int, Mapping[str, Any]], read_metrics: Callable[[int, dict[str, Any]], TrialMetrics]):
+        self.cluster = cluster
+        self.job = job
+        self.namespace = namespace
+        self.pods = dict(pods)
+        self.owners = owners
+        self.read_metrics = read_metrics
+
+    def _pod(self, number: int, attempt: int) -> dict[str, Any] | None:
+        return self.pods.get(trial_pod_name(self.job.name, number, attempt))
+
+    def launch(self, record: TrialRecord, attempt: int) -> None:
+        trial = self.job.spec.trial
+        pod = trial_pod_manifest(trial.template, self.job.name, record.number, record.params, attempt,
+                                 trial.metrics_port, self.owners[record.number])
+        try:
+            self.pods[pod["metadata"]["name"]] = self.cluster.create_pod(self.namespace, pod)
+        except AlreadyExists:
+            pass  # made by this operator before a restart: observed as it is
+        except ApiError as error:
+            if error.status != 422:
+                raise
+            raise LaunchRefused("PodRejected", str(error)) from None
+
+    def observe(self, number: int, attempt: int) -> Observation:
+        pod = self._pod(number, attempt)
+        if pod is None:
+            return Observation(Phase.GONE, reason="PodDeleted", message="the trial's pod was deleted")
+        phase = (pod.get("status") or {}).get("phase")
+        if phase == "Succeeded":
+            return Observation(Phase.SUCCEEDED, result=_termination_message(pod) or None,
+                               result_source="termination message")
+        if phase == "Failed":
+            reason, message = _failure_of(pod)
+            return Observation(Phase.FAILED, reason=reason, message=message)
+        if pod["metadata"].get("deletionTimestamp"):
+            node = (pod.get("spec") or {}).get("nodeName") or "no node"
+            return Observation(Phase.TERMINATING, message=f"pod {pod['metadata']['name']} on {node}",
+                               since=epoch(pod["metadata"]["deletionTimestamp"]))
+        if phase == "Running":
+            return Observation(Phase.RUNNING)
+        return _pending(pod)
+
+    def scrape(self, number: int, attempt: int) -> TrialMetrics:
+        pod = self._pod(number, attempt)
+        if pod is None:
+            raise MetricsError("the trial's pod is gone")
+        return self.read_metrics(number, pod)
+
+    def stop(self, number: int, attempt: int, grace_seconds: float | None) -> None:
+        pod = self._pod(number, attempt)
+        if pod is not None and not pod_finished(pod):
+            self.cluster.delete_pod(self.namespace, pod["metadata"]["name"],
+                                    grace_seconds=None if grace_seconds is None else int(grace_seconds))
+
+    def delete(self, number: int, attempt: int, *, force: bool = False) -> None:
+        self.cluster.delete_pod(self.namespace, trial_pod_name(self.job.name, number, attempt),
+                                grace_seconds=0 if force else None)
+
+    def release(self, number: int, attempt: int) -> None:
+        """Finished pods stay (their logs are the trial's), owned by the Trial and deleted with it."""
+
+
+def direct_or_prometheus(job: TuningJob, namespace: str, timeout: float, scrape: Scrape,
+                         query_prometheus: QueryPrometheus) -> Callable[[int, dict[str, Any]], TrialMetrics]:
+    """How this job's trial metrics are read: from the pod's `/metrics` page or from its Prometheus server."""
+    source = job.spec.metrics_source
+
+    def read(number: int, pod: dict[str, Any]) -> TrialMetrics:
+        if source.type == "prometheus":
+            return query_prometheus(source.url or "", job.name, number, namespace, timeout)
+        pod_ip = (pod.get("status") or {}).get("podIP")
+        if not pod_ip:
+            raise MetricsError("the pod has no IP")
+        return scrape(metrics.metrics_url(pod_ip, job.spec.trial.metrics_port), timeout)
+
+    return read
+
+
+def pod_finished(pod: Mapping[str, Any]) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def _pending(pod: Mapping[str, Any]) -> Observation:
+    """A pod not running yet, with what it waits for when that could last (its image, a node)."""
+    since = epoch(pod["metadata"].get("creationTimestamp"))
+    pod_status = pod.get("status") or {}
+    for container in pod_status.get("containerStatuses") or []:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in IMAGE_WAITING_REASONS:
+            return Observation(Phase.PENDING, reason=waiting["reason"], message=waiting.get("message") or "",
+                               waiting_for="image", since=since)
+    for condition in pod_status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
+            return Observation(Phase.PENDING, reason="Unschedulable", message=condition.get("message") or "",
+                               waiting_for="node", since=since)
+    return Observation(Phase.PENDING, since=since)
+
+
+def _trainer_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The first container's status: the trainer is the template's first container."""
+    first = pod["spec"]["containers"][0]["name"]
+    for container in (pod.get("status") or {}).get("containerStatuses") or []:
+        if container.get("name") == first:
+            return container
+    return {}
+
+
+def _termination_message(pod: Mapping[str, Any]) -> str:
+    terminated = (_trainer_status(pod).get("state") or {}).get("terminated") or {}
+    return terminated.get("message") or ""
+
+
+def _failure_of(pod: Mapping[str, Any]) -> tuple[str, str]:
+    """(reason, message) of a failed pod: the trainer container's reason (OOMKilled, Error), else the pod's."""
+    terminated = (_trainer_status(pod).get("state") or {}).get("terminated") or {}
+    pod_status = pod.get("status") or {}
+    reason = terminated.get("reason") or pod_status.get("reason") or "Error"
+    message = terminated.get("message") or pod_status.get("message") or ""
+    if terminated.get("exitCode") is not None:
+        message = f"exit code {terminated['exitCode']}" + (f": {message}" if message else "")
+    return reason, message

@@ -1,0 +1,89 @@
+"""What the trial lifecycle tells the operator, kept in the API: Trial objects and the job's Events.
+
+A Trial object is made before its first pod (so every pod has its owner) and its status is written
+whenever the driver learns something; a finished trial's outcome is written before its pod is
+stopped, so a restarted operator never loses an outcome to a crash between the two.
+"""
+
+import json
+import logging
+from typing import Any
+
+from ktune.engine import JOB_STOPPED, Engine, TrialRecord, TrialState
+from ktune.operator.cluster import AlreadyExists, Cluster
+from ktune.operator.pods import trial_name, trial_pod_name
+from ktune.operator.settings import OperatorSettings
+from ktune.operator.trials import trial_manifest, trial_status
+from ktune.trials.backend import HowStarted
+
+log = logging.getLogger(__name__)
+
+
+class TrialObjects:
+    """One job's Trial objects (the owners of its pods) and the Events about its trials."""
+
+    def __init__(self, cluster: Cluster, settings: OperatorSettings, engine: Engine,
+                 owners: dict[int, dict[str, Any]]) -> None:
+        self.cluster = cluster
+        self.settings = settings
+        self.engine = engine
+        self.owners = owners
+        """Trial number -> its Trial object (the owner of its pods)."""
+        self.body: dict[str, Any] = {}
+        """The TuningJob of the current pass (Events are about it; new Trials belong to it)."""
+        self.attempts: dict[int, int] = {}
+        """Trial number -> the attempt its status names."""
+
+    @property
+    def job_name(self) -> str:
+        return str(self.body["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.body["metadata"]["namespace"])
+
+    def trial_created(self, record: TrialRecord) -> bool:
+        try:
+            trial = self.cluster.create_trial(self.namespace, trial_manifest(self.body, record.number, record.params))
+        except AlreadyExists:
+            # Someone else (another operator) made this trial: start over from what the API holds.
+            log.warning("%s: trial %d exists already; rebuilding from the API", self.job_name, record.number)
+            return False
+        self.owners[record.number] = trial
+        self._write(record, 0)
+        self.cluster.emit_event(self.body, "Normal", "TrialStarted",
+                                f"{trial_name(self.job_name, record.number)} started with "
+                                f"{json.dumps(record.params, sort_keys=True)}")
+        return True
+
+    def attempt_started(self, record: TrialRecord, attempt: int, how: HowStarted) -> None:
+        self._write(record, attempt)
+
+    def attempt_retried(self, number: int, attempt: int, reason: str, message: str) -> None:
+        self.cluster.emit_event(self.body, "Warning", "TrialRetried",
+                                f"{trial_name(self.job_name, number)} attempt {attempt} failed ({reason}); "
+                                f"starting attempt {attempt + 1}")
+
+    def trial_reported(self, number: int, step: int) -> None:
+        self._write(self.engine.record(number), self.attempts.get(number, 0))
+
+    def trial_finished(self, record: TrialRecord, attempt: int, last_step: int | None) -> None:
+        self._write(record, attempt)
+        name = trial_name(self.job_name, record.number)
+        if record.state == TrialState.SUCCEEDED:
+            values = ", ".join(f"{o.metric}={v:.6g}" for o, v in zip(self.engine.spec.objectives, record.values or [],
+                                                                     strict=False))
+            self.cluster.emit_event(self.body, "Normal", "TrialSucceeded", f"{name} succeeded: {values}")
+        elif record.state == TrialState.PRUNED:
+            self.cluster.emit_event(self.body, "Normal", "TrialPruned",
+                                    f"{name} pruned at step {last_step}; its pod "
+                                    f"{trial_pod_name(self.job_name, record.number, attempt)} was deleted")
+        elif record.reason != JOB_STOPPED:  # the job's own Event says why it stopped its trials
+            self.cluster.emit_event(self.body, "Warning", "TrialFailed",
+                                    f"{name} failed: {record.reason}: {(record.message or '')[-300:]}")
+
+    def _write(self, record: TrialRecord, attempts: int) -> None:
+        self.attempts[record.number] = attempts
+        pod_name = trial_pod_name(self.job_name, record.number, attempts) if attempts else None
+        status = trial_status(record, attempts, pod_name, self.settings.intermediate_values_kept)
+        self.cluster.patch_trial_status(self.namespace, trial_name(self.job_name, record.number), status)
