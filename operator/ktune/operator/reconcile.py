@@ -30,12 +30,28 @@ from ktune import contract, metrics
 from ktune.algorithms import load_tuningjob
 from ktune.engine import Engine, FinishDecision, TrialState
 from ktune.engine.warm_start import ImportedTrials, WarmStartSource, import_trials
-from ktune.operator import status as st
 from ktune.operator.cluster import ApiError, Cluster
 from ktune.operator.pod_backend import PodBackend, QueryPrometheus, Scrape, direct_or_prometheus, pod_finished
 from ktune.operator.pod_policy import forbidden_fields
 from ktune.operator.pods import pod_attempt
 from ktune.operator.settings import OperatorSettings
+from ktune.operator.status import (
+    COND_FAILED,
+    COND_INVALID,
+    COND_RUNNING,
+    COND_SPEC_CHANGE_REFUSED,
+    COND_SUCCEEDED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    condition_status,
+    progress_message,
+    set_condition,
+    trial_counts,
+    trial_summary,
+    trials_progress,
+)
 from ktune.operator.trial_objects import TrialObjects
 from ktune.operator.trials import epoch, record_from_trial, rfc3339, trial_attempts
 from ktune.spec import SpecError, TuningJob
@@ -154,13 +170,13 @@ class JobReconciler:
         generation = body["metadata"].get("generation")
         message = "invalid TuningJob:\n" + "\n".join(problems)
         conditions = previous.get("conditions") or []
-        for type_, value in ((st.COND_INVALID, True), (st.COND_FAILED, True), (st.COND_RUNNING, False),
-                             (st.COND_SUCCEEDED, False)):
-            conditions = st.set_condition(conditions, type_, value, "InvalidSpec", message, generation, now_text)
-        status = {"phase": st.FAILED, "conditions": conditions, "observedGeneration": generation,
+        for type_, value in ((COND_INVALID, True), (COND_FAILED, True), (COND_RUNNING, False),
+                             (COND_SUCCEEDED, False)):
+            conditions = set_condition(conditions, type_, value, "InvalidSpec", message, generation, now_text)
+        status = {"phase": FAILED, "conditions": conditions, "observedGeneration": generation,
                   "message": message}
-        if previous.get("phase") != st.FAILED or not st.condition_status(previous.get("conditions") or [],
-                                                                         st.COND_INVALID):
+        if previous.get("phase") != FAILED or not condition_status(previous.get("conditions") or [],
+                                                                         COND_INVALID):
             self.cluster.emit_event(body, "Warning", "InvalidSpec", message)
         self._patch_status(body, status)
         self.state = None
@@ -263,35 +279,35 @@ class JobReconciler:
         engine, job = state.engine, state.job
         generation = body["metadata"].get("generation")
         now_text = rfc3339(now)
-        counts = st.trial_counts(engine.counts(), job.spec.budget.max_trials)
-        best = st.trial_summary(job.name, engine.best_trial) if not job.spec.multi_objective and \
+        counts = trial_counts(engine.counts(), job.spec.budget.max_trials)
+        best = trial_summary(job.name, engine.best_trial) if not job.spec.multi_objective and \
             engine.best_trial is not None else None
         front = None
         if job.spec.multi_objective:
-            front = [st.trial_summary(job.name, record, with_metrics=False)
+            front = [trial_summary(job.name, record, with_metrics=False)
                      for record in engine.pareto_front[: self.settings.pareto_front_kept]]
         conditions = previous.get("conditions") or []
-        conditions = st.set_condition(conditions, st.COND_INVALID, False, "SpecValid", "", generation, now_text)
+        conditions = set_condition(conditions, COND_INVALID, False, "SpecValid", "", generation, now_text)
         if refused is not None:
-            conditions = st.set_condition(conditions, st.COND_SPEC_CHANGE_REFUSED, True, "UnsafeSpecChange",
+            conditions = set_condition(conditions, COND_SPEC_CHANGE_REFUSED, True, "UnsafeSpecChange",
                                           refused, generation, now_text)
-        elif any(c.get("type") == st.COND_SPEC_CHANGE_REFUSED for c in conditions):
-            conditions = st.set_condition(conditions, st.COND_SPEC_CHANGE_REFUSED, False, "SpecUnchanged", "",
+        elif any(c.get("type") == COND_SPEC_CHANGE_REFUSED for c in conditions):
+            conditions = set_condition(conditions, COND_SPEC_CHANGE_REFUSED, False, "SpecUnchanged", "",
                                           generation, now_text)
         if decision is None:
-            phase = st.RUNNING if counts["total"] else st.PENDING
-            message = st.progress_message(counts, best, job.spec.objectives[0].metric)
-            for type_, value, reason in ((st.COND_RUNNING, True, "TrialsRunning"),
-                                         (st.COND_SUCCEEDED, False, "NotFinished"),
-                                         (st.COND_FAILED, False, "NotFinished")):
-                conditions = st.set_condition(conditions, type_, value, reason, message, generation, now_text)
+            phase = RUNNING if counts["total"] else PENDING
+            message = progress_message(counts, best, job.spec.objectives[0].metric)
+            for type_, value, reason in ((COND_RUNNING, True, "TrialsRunning"),
+                                         (COND_SUCCEEDED, False, "NotFinished"),
+                                         (COND_FAILED, False, "NotFinished")):
+                conditions = set_condition(conditions, type_, value, reason, message, generation, now_text)
             completion = None
         else:
-            phase = st.SUCCEEDED if decision.succeeded else st.FAILED
+            phase = SUCCEEDED if decision.succeeded else FAILED
             message = decision.message
-            for type_, value in ((st.COND_RUNNING, False), (st.COND_SUCCEEDED, decision.succeeded),
-                                 (st.COND_FAILED, not decision.succeeded)):
-                conditions = st.set_condition(conditions, type_, value, decision.reason, message, generation,
+            for type_, value in ((COND_RUNNING, False), (COND_SUCCEEDED, decision.succeeded),
+                                 (COND_FAILED, not decision.succeeded)):
+                conditions = set_condition(conditions, type_, value, decision.reason, message, generation,
                                               now_text)
             completion = previous.get("completionTime") if previous.get("phase") == phase else now_text
             if previous.get("phase") != phase:
@@ -303,7 +319,7 @@ class JobReconciler:
             "conditions": conditions,
             "observedGeneration": generation,
             "trialCounts": counts,
-            "trials": st.trials_progress(counts),
+            "trials": trials_progress(counts),
             "bestTrial": best,
             "paretoFront": front,
             "importedTrials": engine.imported_count,
