@@ -34,8 +34,10 @@ def user_with(cluster: Cluster, namespace: str, name: str, rules: list[dict]) ->
     return cluster.service_account_kubeconfig(namespace, name)
 
 
-def apply_as(cluster: Cluster, kubeconfig: Path, job: dict):
-    return cluster.kubectl("apply", f"--kubeconfig={kubeconfig}", "-f", "-", input=json.dumps(job), check=False)
+def apply_as(cluster: Cluster, kubeconfig: Path, job: dict, *, dry_run: bool = False):
+    flags = ["--dry-run=server"] if dry_run else []
+    return cluster.kubectl("apply", f"--kubeconfig={kubeconfig}", *flags, "-f", "-", input=json.dumps(job),
+                           check=False)
 
 
 def test_a_tuningjob_author_who_may_not_create_pods_is_refused_at_apply_and_one_who_may_is_not(
@@ -51,13 +53,18 @@ def test_a_tuningjob_author_who_may_not_create_pods_is_refused_at_apply_and_one_
 def check_two_users(cluster: Cluster, namespace: str) -> None:
     pod_runner = user_with(cluster, namespace, "pod-runner", [JOB_RIGHTS, POD_RIGHTS])
     job_only = user_with(cluster, namespace, "job-only", [JOB_RIGHTS])
-    answer = cluster.kubectl("auth", "can-i", "create", "tuningjobs.ktune.dev", "-n", namespace,
-                             f"--kubeconfig={job_only}", check=False)
-    assert answer.stdout.strip() == "yes", "RBAC alone would let job-only create TuningJobs"
+    # RBAC reaches the authorizer through its informers, a moment after the Role is stored: wait for it.
+    for user, verb, resource in ((job_only, "create", "tuningjobs.ktune.dev"), (pod_runner, "create", "pods")):
+        wait_until(lambda user=user, verb=verb, resource=resource: cluster.kubectl(
+            "auth", "can-i", verb, resource, "-n", namespace, f"--kubeconfig={user}", check=False,
+        ).stdout.strip() == "yes", f"RBAC to let {user.stem} {verb} {resource}", timeout=60)
 
-    refused = wait_until(
-        lambda: (r := apply_as(cluster, job_only, stand_in_job("sneaky", namespace))).returncode != 0 and r,
-        "the admission policy to refuse the TuningJob of a user who may not create pods", timeout=60)
+    # The policy takes effect a moment after it is created: probe with server-side dry runs (which go through
+    # admission but store nothing) until it refuses, so that no object slips in before it is in force.
+    wait_until(lambda: apply_as(cluster, job_only, stand_in_job("probe", namespace), dry_run=True).returncode != 0,
+               "the admission policy to refuse the TuningJob of a user who may not create pods", timeout=60)
+    refused = apply_as(cluster, job_only, stand_in_job("sneaky", namespace))
+    assert refused.returncode != 0, refused.stdout
     assert "ValidatingAdmissionPolicy" in refused.stderr
     assert f"system:serviceaccount:{namespace}:job-only may not create pods in namespace {namespace}" \
         in refused.stderr
