@@ -16,7 +16,7 @@ from ktune.operator.cluster import AlreadyExists, ApiError, Cluster
 from ktune.operator.pods import trial_pod_manifest, trial_pod_name
 from ktune.operator.trials import epoch
 from ktune.spec import TuningJob
-from ktune.trials.backend import LaunchRefused, Observation, Phase
+from ktune.trials.backend import LaunchDeferred, LaunchRefused, Observation, Phase
 
 Scrape = Callable[[str, float], TrialMetrics]
 QueryPrometheus = Callable[[str, str, int, str | None, float], TrialMetrics]
@@ -52,9 +52,7 @@ class PodBackend:
         except AlreadyExists:
             pass  # made by this operator before a restart: observed as it is
         except ApiError as error:
-            if error.status != 422:
-                raise
-            raise LaunchRefused("PodRejected", str(error)) from None
+            raise launch_refusal(error) from None
 
     def observe(self, number: int, attempt: int) -> Observation:
         pod = self._pod(number, attempt)
@@ -109,6 +107,19 @@ def direct_or_prometheus(job: TuningJob, namespace: str, timeout: float, scrape:
         return scrape(metrics.metrics_url(pod_ip, job.spec.trial.metrics_port), timeout)
 
     return read
+
+
+def launch_refusal(error: ApiError) -> Exception:
+    """What a refused pod create means for the attempt: an invalid pod (422) can never start; a used-up quota
+    passes once other pods end; another refusal (Pod Security, a LimitRange, a webhook) fails the attempt, and
+    the retry rules apply. Errors of the API itself (429, 5xx) are left to the pass, which tries again."""
+    if error.status == 422:
+        return LaunchRefused("PodRejected", str(error))
+    if error.status == 403 and "exceeded quota" in str(error):
+        return LaunchDeferred("QuotaExceeded", str(error))
+    if error.status in (400, 403, 404):
+        return LaunchRefused("PodRejected", str(error), retryable=True)
+    return error
 
 
 def pod_finished(pod: Mapping[str, Any]) -> bool:

@@ -41,6 +41,7 @@ from ktune.operator.status import (
     COND_RUNNING,
     COND_SPEC_CHANGE_REFUSED,
     COND_SUCCEEDED,
+    COND_TRIALS_WAITING,
     FAILED,
     PENDING,
     RUNNING,
@@ -58,6 +59,7 @@ from ktune.spec import SpecError, TuningJob
 from ktune.trials.driver import DriverSettings, TrialDriver
 
 log = logging.getLogger(__name__)
+MESSAGE_LIMIT = 1024  # of a condition's message: the API server's own words can be long
 
 ACCEPTED_SPEC_ANNOTATION = "ktune.dev/accepted-spec"
 # Changing these after trials ran would mix trials of different studies: such edits are refused.
@@ -290,10 +292,11 @@ class JobReconciler:
         conditions = set_condition(conditions, COND_INVALID, False, "SpecValid", "", generation, now_text)
         if refused is not None:
             conditions = set_condition(conditions, COND_SPEC_CHANGE_REFUSED, True, "UnsafeSpecChange",
-                                          refused, generation, now_text)
+                                       refused, generation, now_text)
         elif any(c.get("type") == COND_SPEC_CHANGE_REFUSED for c in conditions):
             conditions = set_condition(conditions, COND_SPEC_CHANGE_REFUSED, False, "SpecUnchanged", "",
-                                          generation, now_text)
+                                       generation, now_text)
+        conditions = self._waiting_condition(body, state, conditions, generation, now_text)
         if decision is None:
             phase = RUNNING if counts["total"] else PENDING
             message = progress_message(counts, best, job.spec.objectives[0].metric)
@@ -331,6 +334,22 @@ class JobReconciler:
             "message": message,
         }
         self._patch_status(body, status)
+
+    def _waiting_condition(self, body: dict[str, Any], state: JobState, conditions: list[dict[str, Any]],
+                           generation: int | None, now_text: str) -> list[dict[str, Any]]:
+        """TrialsWaiting: True (with an Event when it turns so) while a launch is put off, e.g. by a quota."""
+        waiting = state.driver.deferred
+        was_waiting = condition_status(conditions, COND_TRIALS_WAITING)
+        if waiting:
+            number = min(waiting)
+            reason, message = waiting[number]
+            text = f"{len(waiting)} trial(s) waiting to start; trial {number}: {message}"[:MESSAGE_LIMIT]
+            if not was_waiting:
+                self.cluster.emit_event(body, "Warning", COND_TRIALS_WAITING, text)
+            return set_condition(conditions, COND_TRIALS_WAITING, True, reason, text, generation, now_text)
+        if any(c.get("type") == COND_TRIALS_WAITING for c in conditions):
+            return set_condition(conditions, COND_TRIALS_WAITING, False, "TrialsStarted", "", generation, now_text)
+        return conditions
 
     def _patch_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
         """Patch /status when it changed; conditions' times alone do not count as a change."""

@@ -16,6 +16,8 @@ TERMINAL_PHASES = frozenset({SUCCEEDED, FAILED})
 # Condition types: `kubectl wait --for=condition=Succeeded tuningjob/NAME` waits for a finished job.
 COND_RUNNING, COND_SUCCEEDED, COND_FAILED, COND_INVALID = "Running", "Succeeded", "Failed", "Invalid"
 COND_SPEC_CHANGE_REFUSED = "SpecChangeRefused"
+# True while a trial cannot start for a passing reason (a used-up ResourceQuota): it waits, using no retry.
+COND_TRIALS_WAITING = "TrialsWaiting"
 
 
 def set_condition(

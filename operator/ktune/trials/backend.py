@@ -50,7 +50,19 @@ class Observation:
 
 
 class LaunchRefused(Exception):
-    """The backend cannot start this attempt, and no retry could change that (a bad template, no command)."""
+    """The backend cannot start this attempt. `retryable`: the attempt counts as failed and the retry rules
+    apply (a policy refused the pod); otherwise no retry could change it (an invalid template, no command)."""
+
+    def __init__(self, reason: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+        self.retryable = retryable
+
+
+class LaunchDeferred(Exception):
+    """The attempt cannot start yet for a reason that passes (a quota is used up): try again at a later pass,
+    without using up a retry."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(f"{reason}: {message}")
@@ -62,8 +74,8 @@ class Backend(Protocol):
     """Where attempts run. Every method is keyed by (trial number, attempt number)."""
 
     def launch(self, record: TrialRecord, attempt: int) -> None:
-        """Start the attempt with the record's parameters; LaunchRefused when it cannot be started at all.
-        Starting an attempt that already exists (after a restart) is not an error."""
+        """Start the attempt with the record's parameters; LaunchRefused when it cannot be started, LaunchDeferred
+        when it cannot start yet. Starting an attempt that already exists (after a restart) is not an error."""
 
     def observe(self, number: int, attempt: int) -> Observation:
         """What the attempt is doing now."""

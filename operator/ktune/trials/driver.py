@@ -14,7 +14,9 @@ happened goes to `TrialEvents`. The rules, the same on a laptop and on a cluster
 - **Failure reasons** come from the backend (`Error`, `OOMKilled`, `PodDeleted`), or from waiting too
   long: for an image (the backend's reason, e.g. `ImagePullBackOff`), for a node (`Unschedulable`),
   for metrics (`MetricsUnavailable`) or for a lost node to confirm a deletion (`NodeLost`). A failed
-  attempt is retried `spec.trial.retries` times under the same number; a refused launch is not.
+  attempt is retried `spec.trial.retries` times under the same number, and so is a launch a policy
+  refused; an invalid one is not. A launch put off for a passing reason (a used-up quota) is tried
+  again at the next pass without using up a retry, and the trial waits (`deferred`).
 - **Steps** go to the pruner once each, in order: a retried attempt's steps up to the last one heard
   are not reported again (Optuna keeps the first value of a step).
 """
@@ -24,7 +26,15 @@ from dataclasses import dataclass, field
 
 from ktune.engine import JOB_STOPPED, Engine, FinishDecision, TrialRecord, TrialState
 from ktune.metrics import MetricsError, TrialMetrics, parse_result
-from ktune.trials.backend import Backend, HowStarted, LaunchRefused, Observation, Phase, TrialEvents
+from ktune.trials.backend import (
+    Backend,
+    HowStarted,
+    LaunchDeferred,
+    LaunchRefused,
+    Observation,
+    Phase,
+    TrialEvents,
+)
 
 INVALID_RESULT = "InvalidResult"
 METRICS_UNAVAILABLE = "MetricsUnavailable"
@@ -80,6 +90,8 @@ class TrialDriver:
         self.live: dict[int, LiveTrial] = {}
         self.conflict = False
         """Set when `events.trial_created` found the trial made elsewhere: the runner should rebuild."""
+        self.deferred: dict[int, tuple[str, str]] = {}
+        """Trial number -> (reason, message) of a launch the backend put off (a used-up quota)."""
 
     @property
     def running(self) -> int:
@@ -214,6 +226,7 @@ class TrialDriver:
     def _finished(self, backend: Backend, live: LiveTrial, record: TrialRecord) -> None:
         """The attempt ended on its own and the engine knows the outcome: let go of the trial."""
         del self.live[live.number]
+        self.deferred.pop(live.number, None)
         backend.release(live.number, live.attempt)
         self.events.trial_finished(record, live.attempt, live.last_step)
 
@@ -225,15 +238,24 @@ class TrialDriver:
 
     def _start_attempt(self, backend: Backend, live: LiveTrial, attempt: int, how: HowStarted, now: float) -> None:
         record = self.engine.record(live.number)
-        live.attempt, live.launch_next = attempt, None
-        live.last_metrics, live.silent_since, live.next_scrape_at = {}, None, 0.0
         try:
             backend.launch(record, attempt)
-        except LaunchRefused as refusal:
-            # The backend refuses the attempt itself (a bad template, a missing command): no retry can help.
-            self._finished(backend, live, self.engine.tell_failed(live.number, refusal.reason, refusal.message,
-                                                                  now=now))
+        except LaunchDeferred as deferral:
+            live.attempt, live.launch_next = attempt - 1, how  # the same launch again at the next pass
+            self.deferred[live.number] = (deferral.reason, deferral.message)
             return
+        except LaunchRefused as refusal:
+            live.attempt, live.launch_next = attempt, None
+            self.deferred.pop(live.number, None)
+            if refusal.retryable:
+                self._attempt_failed(backend, live, refusal.reason, refusal.message, now)
+            else:  # the attempt itself is invalid (a bad template, a missing command): no retry can help
+                self._finished(backend, live, self.engine.tell_failed(live.number, refusal.reason, refusal.message,
+                                                                      now=now))
+            return
+        self.deferred.pop(live.number, None)
+        live.attempt, live.launch_next = attempt, None
+        live.last_metrics, live.silent_since, live.next_scrape_at = {}, None, 0.0
         self.events.attempt_started(record, attempt, how)
 
     def _launch_new(self, backend: Backend, now: float) -> None:
@@ -257,6 +279,7 @@ class TrialDriver:
                 self._stop(backend, live)
             else:
                 del self.live[number]
+                self.deferred.pop(number, None)
 
     def stop_all(self, backend: Backend) -> None:
         """Ask every held attempt to stop (an interrupted `ktune run`): their trials stay RUNNING."""
