@@ -12,9 +12,10 @@ hold the same rules.
 - apiGroups: [ktune.dev]
   resources: [tuningjobs/status, trials/status]
   verbs: [patch]
+# Watch Trials: an edit or deletion of one wakes its job's reconcile pass at once.
 - apiGroups: [ktune.dev]
   resources: [trials]
-  verbs: [list, create]
+  verbs: [list, watch, create]
 # ownerReferences with blockOwnerDeletion need this where OwnerReferencesPermissionEnforcement is on.
 - apiGroups: [ktune.dev]
   resources: [tuningjobs/finalizers, trials/finalizers]

@@ -1,17 +1,26 @@
-"""kopf wiring only: one timer per TuningJob runs its `JobReconciler`; settings are applied at startup.
+"""kopf wiring only: one daemon per TuningJob runs its `JobReconciler` whenever the job is woken; settings are
+applied at startup.
+
+A job's pass runs when something it acts on changed: one of its pods reached a milestone (Running, terminated,
+deleted), one of its Trials or its spec was edited, a Trial was deleted (`ktune.operator.wakeups` says which
+events count), and otherwise every `reconcile_interval_seconds` (the safety net, and the pace of metrics
+scraping). The daemons wait on the event loop; passes run on a pool of `max_workers` threads, one at a time per
+job, so a slow pass of one job never holds another job's.
 
 ktune's pods are watched once for all jobs and kept in a kopf index, which the reconcilers read through
 `PodCache` instead of listing a job's pods on every pass.
 
-kopf attaches a finalizer to a TuningJob while its timer runs (so that the timer is stopped before the
-job goes away) and removes it once the job has finished; children go with ownerReferences.
+kopf attaches a finalizer to a TuningJob while its daemon runs (so that the daemon is stopped before the job goes
+away) and removes it once the job has finished; children go with ownerReferences.
 """
 
+import asyncio
 import logging
 import os
 import socket
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +34,24 @@ from ktune.operator.reconcile import JobReconciler
 from ktune.operator.settings import OperatorSettings
 from ktune.operator.status import TERMINAL_PHASES
 from ktune.operator.telemetry import Telemetry
+from ktune.operator.wakeups import (
+    FIRST_POD_MILESTONE,
+    FIRST_TRIAL_MILESTONE,
+    JobWakeups,
+    Milestones,
+    job_spec_unhandled,
+    pod_milestone,
+    run_until_stopped,
+    trial_milestone,
+)
 
 FINALIZER = f"{contract.API_GROUP}/operator"
 LEASE_NAME = "ktune-operator"
 POD_RESOURCE = ("v1", "pods")
+TRIAL_RESOURCE = (contract.API_GROUP, contract.API_VERSION, contract.TRIAL_PLURAL)
+TUNINGJOB_RESOURCE = (contract.API_GROUP, contract.API_VERSION, contract.TUNINGJOB_PLURAL)
+# How often kopf looks again at a deleted job whose daemon is still finishing a pass (it exits right after).
+DAEMON_EXIT_POLLING_SECONDS = 0.5
 # The Cluster calls whose failures ktune_api_errors_total counts (list_pods: the pod cache's rare confirming LIST).
 API_OPERATIONS = ("list_trials", "create_trial", "patch_trial_status", "list_pods", "create_pod", "delete_pod",
                   "patch_job_status", "patch_job_annotations", "emit_event")
@@ -53,9 +76,15 @@ def needs_reconciling(body: Mapping[str, Any], **_: Any) -> bool:
     return not finished or status.get("observedGeneration") != body["metadata"].get("generation")
 
 
-def build_registry(settings: OperatorSettings, cluster: PodCache, telemetry: Telemetry) -> kopf.OperatorRegistry:
-    """The operator's handlers, bound to `settings` and one API client (with its pod cache) shared by all jobs."""
+def build_registry(settings: OperatorSettings, cluster: PodCache, telemetry: Telemetry,
+                   passes: Executor) -> kopf.OperatorRegistry:
+    """The operator's handlers, bound to `settings`, one API client (with its pod cache) shared by all jobs, and
+    the thread pool that runs the reconcile passes."""
     registry = kopf.OperatorRegistry()
+    wakeups = JobWakeups()
+    pod_milestones = Milestones(FIRST_POD_MILESTONE)
+    trial_milestones = Milestones(FIRST_TRIAL_MILESTONE)
+    job_label = {contract.LABEL_TUNINGJOB: kopf.PRESENT}
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -67,39 +96,60 @@ def build_registry(settings: OperatorSettings, cluster: PodCache, telemetry: Tel
         settings.posting.enabled = False  # our own Events say what happened; kopf's would repeat it per pass
         settings.scanning.disabled = True  # no need to read CustomResourceDefinitions (and no RBAC for it)
         settings.watching.label_selectors[POD_RESOURCE] = contract.LABEL_TUNINGJOB  # only ktune's pods, server-side
-        settings.execution.max_workers = operator_settings.max_workers
-        # A job deleted mid-pass keeps kopf's finalizer until its timer exits: look again soon, not in 60 s.
-        settings.background.cancellation_polling = operator_settings.reconcile_interval_seconds
 
     operator_settings = settings
 
-    @kopf.index(*POD_RESOURCE, labels={contract.LABEL_TUNINGJOB: kopf.PRESENT}, id="trial_pods", registry=registry)
+    @kopf.index(*POD_RESOURCE, labels=job_label, id="trial_pods", registry=registry)
     async def trial_pods(namespace: str, labels: Mapping[str, str], body: kopf.Body,
                          **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
         return {(namespace, labels[contract.LABEL_TUNINGJOB]): plain(body)}
 
-    @kopf.timer(
-        contract.API_GROUP, contract.API_VERSION, contract.TUNINGJOB_PLURAL,
-        interval=settings.reconcile_interval_seconds, backoff=settings.reconcile_interval_seconds,
-        id="reconcile", when=needs_reconciling, registry=registry,
-    )
-    def reconcile_tuningjob(body: kopf.Body, memo: kopf.Memo, trial_pods: kopf.Index, **_: Any) -> None:
-        cluster.attach(trial_pods)
-        reconciler = memo.get("reconciler")
-        if reconciler is None:
-            reconciler = memo["reconciler"] = JobReconciler(cluster, operator_settings)
+    @kopf.on.event(*POD_RESOURCE, labels=job_label, registry=registry)
+    async def wake_on_pod(type: str | None, namespace: str, labels: Mapping[str, str], body: kopf.Body,
+                          **_: Any) -> None:
+        # kopf updates the index before it calls this, so the pass woken here sees the pod as the event shows it.
+        if pod_milestones.changed(type, body["metadata"]["uid"], pod_milestone(body)):
+            wakeups.wake(namespace, labels[contract.LABEL_TUNINGJOB])
+
+    @kopf.on.event(*TRIAL_RESOURCE, labels=job_label, registry=registry)
+    async def wake_on_trial(type: str | None, namespace: str, labels: Mapping[str, str], body: kopf.Body,
+                            **_: Any) -> None:
+        if trial_milestones.changed(type, body["metadata"]["uid"], trial_milestone(body)):
+            wakeups.wake(namespace, labels[contract.LABEL_TUNINGJOB])
+
+    @kopf.on.event(*TUNINGJOB_RESOURCE, registry=registry)
+    async def wake_on_job(type: str | None, namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
+        if type == "DELETED":
+            telemetry.forget_job(namespace, name)
+        elif job_spec_unhandled(body):
+            wakeups.wake(namespace, name)
+
+    def reconcile_once(reconciler: JobReconciler, body: dict[str, Any]) -> None:
         with telemetry.time_reconcile():
-            reconciler.reconcile(plain(body), time.time())
+            reconciler.reconcile(body, time.time())
         state = reconciler.state
         if state is not None:
             objective = None if state.job.spec.multi_objective else state.job.spec.objectives[0].metric
             telemetry.observe_job(body["metadata"]["namespace"], body["metadata"]["name"], state.engine.records,
                                   state.engine.best_trial, objective)
 
-    @kopf.on.event(contract.API_GROUP, contract.API_VERSION, contract.TUNINGJOB_PLURAL, registry=registry)
-    def forget_deleted(type: str, body: kopf.Body, **_: Any) -> None:
-        if type == "DELETED":
-            telemetry.forget_job(body["metadata"]["namespace"], body["metadata"]["name"])
+    @kopf.daemon(*TUNINGJOB_RESOURCE, id="reconcile", when=needs_reconciling,
+                 cancellation_polling=DAEMON_EXIT_POLLING_SECONDS, registry=registry)
+    async def reconcile_tuningjob(namespace: str, name: str, body: kopf.Body, memo: kopf.Memo,
+                                  trial_pods: kopf.Index, stopped: kopf.DaemonStopped, logger: logging.Logger,
+                                  **_: Any) -> None:
+        cluster.attach(trial_pods)
+        reconciler = memo.get("reconciler")
+        if reconciler is None:
+            reconciler = memo["reconciler"] = JobReconciler(cluster, operator_settings)
+        loop = asyncio.get_running_loop()
+
+        async def one_pass() -> None:
+            # The body is copied here, on the event loop, which is where kopf updates it from the watch.
+            await loop.run_in_executor(passes, reconcile_once, reconciler, plain(body))
+
+        with wakeups.registered(namespace, name) as flag:
+            await run_until_stopped(flag, stopped, one_pass, operator_settings.reconcile_interval_seconds, logger)
 
     return registry
 
@@ -131,11 +181,13 @@ def run_operator(options: RunOptions, settings: OperatorSettings) -> None:
                                  f"{socket.gethostname()}-{os.getpid()}", settings.lease_duration_seconds)
         election.acquire()
         election.keep(on_lost=exit_on_lost_lease)
-    kopf.run(
-        registry=build_registry(settings, cluster, telemetry),
-        clusterwide=options.all_namespaces,
-        namespaces=list(options.namespaces),
-        standalone=options.peering is None,
-        peering_name=options.peering,
-        liveness_endpoint=options.liveness,
-    )
+    # Leaving the `with` waits for passes still running when kopf stops, so that none is cut mid-write.
+    with ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="reconcile") as passes:
+        kopf.run(
+            registry=build_registry(settings, cluster, telemetry, passes),
+            clusterwide=options.all_namespaces,
+            namespaces=list(options.namespaces),
+            standalone=options.peering is None,
+            peering_name=options.peering,
+            liveness_endpoint=options.liveness,
+        )

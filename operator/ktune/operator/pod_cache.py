@@ -3,7 +3,7 @@
 A reconcile pass used to LIST its job's pods; with every job reconciled every 2 s that made the operator's
 work grow with jobs x run time x pods per job. Instead kopf keeps an index of ktune's pods, fed by one watch
 (handlers.py: `@kopf.index` over pods carrying the job label), and `list_pods` reads it. kopf starts no
-timer before every index holds its initial LIST (kopf/_core/reactor/processing.py waits on
+daemon before every index holds its initial LIST (kopf/_core/reactor/processing.py waits on
 `operator_indexed`), so a restarted operator's first pass sees every pod that exists.
 
 The index lags the API by the time an event takes to arrive, and a pass may run inside that gap. The

@@ -12,7 +12,8 @@ class OperatorSettings:
     """How often and how patiently the operator reconciles; every field is `KTUNE_OPERATOR_<FIELD>` in env."""
 
     reconcile_interval_seconds: float = 2.0
-    """Seconds between two reconcile passes over one TuningJob (each job has its own timer)."""
+    """Seconds a TuningJob waits for an event (a pod milestone, an edit) before its next reconcile pass anyway: the
+    safety net for missed events, and how often its running trials' metrics are scraped."""
 
     scrape_timeout_seconds: float = 2.0
     """Timeout of one `/metrics` scrape or PromQL query; a slow trial never stalls its job longer."""
@@ -40,7 +41,8 @@ class OperatorSettings:
     """With leader election: a standby takes over this long after the leader's last renewal."""
 
     max_workers: int = 32
-    """Threads for reconcile passes: how many TuningJobs can be reconciled at the same moment."""
+    """Threads for reconcile passes: how many TuningJobs can be reconciled at the same moment (a job waiting for
+    an event holds none)."""
 
     forbid_privileged_trials: bool = False
     """Refuse (mark Invalid) TuningJobs whose trial template asks for privileged containers, hostPath volumes,
