@@ -14,8 +14,12 @@ Measured:
 - API requests per trial: kube-apiserver's `apiserver_request_total` before/after (its /metrics, read with
   the admin certificate), in total and for the operator's resources (tuningjobs, trials, pods create);
   the script's own polling requests are subtracted;
-- operator CPU-seconds (utime + stime of the process, /proc) and peak RSS (VmHWM);
+- operator CPU-seconds (utime + stime of the process, /proc), also per trial, and peak RSS (VmHWM);
 - the largest TuningJob object (bytes of its JSON at the end).
+
+The operator subprocess imports the same `ktune` as this script: to measure another checkout (a `git worktree`
+of an earlier commit, say), run this from that checkout with its `operator/` first on PYTHONPATH. The result
+records which checkout, commit and changed files it measured (`operator_source`).
 
     python -m bench.operator_scale --jobs 20 --trials 100 --parallelism 10   # the issue's scale
 """
@@ -26,6 +30,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -35,6 +40,7 @@ from typing import Any
 
 import kubernetes
 
+import ktune
 from bench.results import machine, markdown_table, write_results
 from tests.cluster.controlplane import Cluster, ControlPlane, binary_dir
 from tests.operator.operator_harness import OperatorProcess, apply, install_manifests, stand_in_job
@@ -105,6 +111,17 @@ def process_usage(pid: int) -> dict[str, float]:
     return {"cpu_seconds": cpu, "peak_rss_mib": int(status["VmHWM"].split()[0]) / 1024}
 
 
+def operator_source() -> dict[str, Any]:
+    """The checkout whose `ktune` the operator runs: its path, commit and files changed from that commit."""
+    root = Path(ktune.__file__).resolve().parents[2]
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=False).stdout
+
+    return {"path": str(root), "commit": git("rev-parse", "HEAD").strip(),
+            "changed_files": git("status", "--porcelain", "--untracked-files=no").splitlines()}
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
@@ -169,6 +186,7 @@ def measure(cluster: Cluster, kubeconfig: Path, namespace: str, args: argparse.N
                             if resource in OPERATOR_RESOURCES or (resource == "pods" and verb == "POST"))
     return {
         "machine": machine(),
+        "operator_source": operator_source(),
         "note": "API requests count every client of the shared kube-apiserver during the run",
         "settings": {"jobs": args.jobs, "trials": args.trials, "parallelism": args.parallelism,
                      "reconcile_interval_seconds": args.reconcile_interval},
@@ -183,7 +201,7 @@ def measure(cluster: Cluster, kubeconfig: Path, namespace: str, args: argparse.N
                          "operator_resources_per_trial": operator_requests / max(total_trials, 1),
                          "by_resource_verb": {f"{resource or '-'} {verb}": value
                                               for (resource, verb), value in sorted(delta.items())}},
-        "operator": usage,
+        "operator": {**usage, "cpu_seconds_per_trial": usage["cpu_seconds"] / max(total_trials, 1)},
         "largest_tuningjob_bytes": max(len(json.dumps(job)) for job in jobs),
     }
 
@@ -193,11 +211,12 @@ def table(result: dict[str, Any]) -> str:
     rows = [[f"{settings['jobs']} × {settings['trials']}", settings["parallelism"],
              f"{result['succeeded_trials']}/{result['trials']}", turnaround.get("p50", "-"), turnaround.get("p99", "-"),
              result["trials_per_second"], api["per_trial"], api["operator_resources_per_trial"],
-             result["operator"]["cpu_seconds"], result["operator"]["peak_rss_mib"], result["largest_tuningjob_bytes"]]]
+             result["operator"]["cpu_seconds"], result["operator"]["cpu_seconds_per_trial"],
+             result["operator"]["peak_rss_mib"], result["largest_tuningjob_bytes"]]]
     return markdown_table(["jobs × trials", "parallelism", "succeeded/trials", "pod→next pod p50 s",
                            "p99 s", "trials/s", "API requests/trial (all clients)",
-                           "operator-resource requests/trial", "operator CPU s", "operator peak RSS MiB",
-                           "largest TuningJob bytes"], rows)
+                           "operator-resource requests/trial", "operator CPU s", "operator CPU s/trial",
+                           "operator peak RSS MiB", "largest TuningJob bytes"], rows)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
