@@ -136,3 +136,12 @@ def test_help_lists_the_subcommands(capsys):
         main(["--help"])
     printed = capsys.readouterr().out
     assert "run" in printed and "validate" in printed
+
+
+def test_run_of_a_suspended_job_says_so_and_runs_nothing(tmp_path: Path, capsys):
+    manifest = stand_in_manifest()
+    manifest["spec"]["suspend"] = True
+    job = write_job(tmp_path / "job.yaml", manifest)
+    assert main(["run", str(job), "--output", str(tmp_path / "run")]) == EXIT_BAD_INPUT
+    assert "spec.suspend: true pauses the job" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -221,3 +221,13 @@ def test_absurdly_nested_yaml_is_refused_not_crashed_on(tmp_path: Path) -> None:
     path.write_text("spec: " + "[" * 20000 + "]" * 20000 + "\n")
     with pytest.raises(SpecError, match=r"deep\.yaml: nested too deeply"):
         load_tuningjob(path)
+
+
+def test_suspend_defaults_to_false_and_must_be_a_boolean() -> None:
+    assert load_tuningjob(minimal()).spec.suspend is False
+    raw = minimal()
+    raw["spec"]["suspend"] = True
+    job = load_tuningjob(raw)
+    assert job.spec.suspend is True and job.manifest["spec"]["suspend"] is True
+    raw["spec"]["suspend"] = "yes"
+    assert validate_tuningjob(raw) == ["spec.suspend: must be true or false (got 'yes')"]

@@ -325,3 +325,15 @@ def test_a_launch_a_policy_refuses_is_retried_then_fails_with_the_refusal():
     assert (record.state, record.reason, record.message) == (
         TrialState.FAILED, "PodRejected", "violates PodSecurity restricted")
     assert events.lines[:3] == ["created 0", "retried 0/1 PodRejected", "finished 0 Failed PodRejected"]
+
+
+def test_without_launching_a_pass_starts_nothing_new_but_lets_running_trials_finish():
+    driver, events = driver_for(budget={"maxTrials": 4, "parallelism": 1})
+    backend = ScriptedBackend()
+    driver.advance(backend, now=0.0)
+    ended(backend, 0, 1, Observation(Phase.SUCCEEDED, result='{"ndcg_at_10": 0.5}'))
+    assert driver.advance(backend, now=1.0, launch=False) is None
+    assert driver.engine.record(0).state is TrialState.SUCCEEDED and driver.running == 0
+    assert "created 1" not in events.lines
+    driver.advance(backend, now=2.0)
+    assert "created 1" in events.lines

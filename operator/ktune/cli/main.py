@@ -68,6 +68,9 @@ def run_job(args: argparse.Namespace) -> int:
         job = load_tuningjob(args.file)
     except SpecError as error:
         return _print_problems(args.file, error.problems)
+    if job.spec.suspend:
+        return _print_problems(args.file, ["spec.suspend: true pauses the job, so there is nothing to run; set it "
+                                           "to false (or remove it) to run the job"])
     options = LocalRunOptions(
         output_dir=args.output or Path("ktune-runs") / job.name,
         resume=args.resume,

@@ -41,11 +41,13 @@ from ktune.operator.status import (
     COND_RUNNING,
     COND_SPEC_CHANGE_REFUSED,
     COND_SUCCEEDED,
+    COND_SUSPENDED,
     COND_TRIALS_WAITING,
     FAILED,
     PENDING,
     RUNNING,
     SUCCEEDED,
+    SUSPENDED,
     condition_status,
     progress_message,
     set_condition,
@@ -117,7 +119,8 @@ class JobReconciler:
         read = direct_or_prometheus(job, namespace, self.settings.scrape_timeout_seconds, self.scrape,
                                     self.query_prometheus)
         state.trials.body = body
-        decision = state.driver.advance(PodBackend(self.cluster, job, namespace, pods, state.trials.owners, read), now)
+        backend = PodBackend(self.cluster, job, namespace, pods, state.trials.owners, read)
+        decision = state.driver.advance(backend, now, launch=not job.spec.suspend)
         if state.driver.conflict:
             self.state = None
             return
@@ -298,12 +301,16 @@ class JobReconciler:
                                        generation, now_text)
         conditions = self._waiting_condition(body, state, conditions, generation, now_text)
         if decision is None:
-            phase = RUNNING if counts["total"] else PENDING
+            phase = SUSPENDED if job.spec.suspend else RUNNING if counts["total"] else PENDING
             message = progress_message(counts, best, job.spec.objectives[0].metric)
-            for type_, value, reason in ((COND_RUNNING, True, "TrialsRunning"),
+            if job.spec.suspend:
+                message = f"suspended (spec.suspend), no new trial starts; {message}"
+            for type_, value, reason in ((COND_RUNNING, not job.spec.suspend,
+                                          "JobSuspended" if job.spec.suspend else "TrialsRunning"),
                                          (COND_SUCCEEDED, False, "NotFinished"),
                                          (COND_FAILED, False, "NotFinished")):
                 conditions = set_condition(conditions, type_, value, reason, message, generation, now_text)
+            conditions = self._suspended_condition(body, conditions, job.spec.suspend, generation, now_text)
             completion = None
         else:
             phase = SUCCEEDED if decision.succeeded else FAILED
@@ -334,6 +341,19 @@ class JobReconciler:
             "message": message,
         }
         self._patch_status(body, status)
+
+    def _suspended_condition(self, body: dict[str, Any], conditions: list[dict[str, Any]], suspended: bool,
+                             generation: int | None, now_text: str) -> list[dict[str, Any]]:
+        """Suspended: True while spec.suspend is; an Event when the job is suspended or resumed."""
+        was = condition_status(conditions, COND_SUSPENDED)
+        if suspended != was and (suspended or any(c.get("type") == COND_SUSPENDED for c in conditions)):
+            self.cluster.emit_event(body, "Normal", "JobSuspended" if suspended else "JobResumed",
+                                    "spec.suspend is true: no new trial starts" if suspended
+                                    else "spec.suspend is false: trials start again")
+        if not suspended and not was:
+            return conditions
+        return set_condition(conditions, COND_SUSPENDED, suspended, "JobSuspended" if suspended else "JobResumed",
+                             "", generation, now_text)
 
     def _waiting_condition(self, body: dict[str, Any], state: JobState, conditions: list[dict[str, Any]],
                            generation: int | None, now_text: str) -> list[dict[str, Any]]:

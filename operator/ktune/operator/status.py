@@ -10,12 +10,13 @@ from ktune.engine import TrialRecord
 from ktune.operator.pods import trial_name
 from ktune.operator.trials import json_number
 
-PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
+PENDING, RUNNING, SUSPENDED, SUCCEEDED, FAILED = "Pending", "Running", "Suspended", "Succeeded", "Failed"
 TERMINAL_PHASES = frozenset({SUCCEEDED, FAILED})
 
 # Condition types: `kubectl wait --for=condition=Succeeded tuningjob/NAME` waits for a finished job.
 COND_RUNNING, COND_SUCCEEDED, COND_FAILED, COND_INVALID = "Running", "Succeeded", "Failed", "Invalid"
 COND_SPEC_CHANGE_REFUSED = "SpecChangeRefused"
+COND_SUSPENDED = "Suspended"
 # True while a trial cannot start for a passing reason (a used-up ResourceQuota): it waits, using no retry.
 COND_TRIALS_WAITING = "TrialsWaiting"
 

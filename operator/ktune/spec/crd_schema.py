@@ -204,6 +204,9 @@ def tuningjob_spec_schema(rules: AlgorithmRules) -> Schema:
                     ),
                 },
             ),
+            "suspend": boolean("Pause the job: running trials finish, no new trial starts, the phase is "
+                               "Suspended; false resumes it. Changing it never restarts the search.",
+                               default=spec.DEFAULTS["suspend"]),
             "metricsSource": obj(
                 "Where intermediate metrics are read while trials run.",
                 {

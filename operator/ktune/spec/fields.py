@@ -28,7 +28,7 @@ from ktune.spec.resources import GPU_RESOURCE, template_resources
 
 TOP_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
 SPEC_FIELDS = ("objective", "objectives", "metrics", "parameters", "sampler", "pruner", "budget", "trial",
-                "metricsSource", "warmStart")
+                "metricsSource", "warmStart", "suspend")
 _OBJECTIVE_FIELDS = ("metric", "direction", "goal")
 _SAMPLER_FIELDS = ("name", "seed", "options")
 _PRUNER_FIELDS = ("name", "options", "metric")

@@ -67,6 +67,9 @@ def _check_and_fill(obj: Any, rules: AlgorithmRules) -> tuple[list[str], TuningJ
     if "trial" not in spec:
         check.problem("spec", "trial is required (with a template: a PodTemplateSpec)")
     source = check_metrics_source(check, spec.get("metricsSource", {}))
+    suspend = spec.get("suspend", DEFAULTS["suspend"])
+    if not check.boolean(suspend, "spec.suspend"):
+        suspend = None
     typed_parameters = parameters_from(parameters) if parameters is not None else None
     if sampler is not None and typed_parameters is not None and objectives is not None:
         check.all(rules.sampler_fit_problems(sampler["name"], sampler["options"], sampler["seed"], typed_parameters,
@@ -77,13 +80,13 @@ def _check_and_fill(obj: Any, rules: AlgorithmRules) -> tuple[list[str], TuningJ
         check_hour_budgets(check, budget, trial)
     warm_start = check_warm_start(check, spec["warmStart"], typed_parameters, budget) if "warmStart" in spec \
         else copy.deepcopy(DEFAULTS["warmStart"])
-    parts = (name, objectives, metrics, typed_parameters, sampler, pruner, budget, trial, source, warm_start)
+    parts = (name, objectives, metrics, typed_parameters, sampler, pruner, budget, trial, source, warm_start, suspend)
     if check.problems or any(part is None for part in parts):
         return check.problems, None
     filled_spec = {"objective" if len(objectives) == 1 else "objectives":
                    objectives[0] if len(objectives) == 1 else objectives,
                    "metrics": metrics, "parameters": parameters, "sampler": sampler, "pruner": pruner,
-                   "budget": budget, "trial": trial, "metricsSource": source}
+                   "budget": budget, "trial": trial, "metricsSource": source, "suspend": suspend}
     if "warmStart" in spec:
         filled_spec["warmStart"] = warm_start
     manifest = copy.deepcopy(dict(top)) | {"spec": copy.deepcopy(filled_spec)}
@@ -98,6 +101,7 @@ def _check_and_fill(obj: Any, rules: AlgorithmRules) -> tuple[list[str], TuningJ
                       budget["activeDeadlineSeconds"], budget["maxGpuHours"], budget["maxCpuHours"]),
         trial=TrialSpec(trial["retries"], trial["metricsPort"], trial["template"]),
         metrics_source=MetricsSource(source["type"], source.get("url")),
+        suspend=suspend,
         warm_start=WarmStart(tuple(JobRef(ref["name"], ref.get("namespace")) for ref in warm_start["from"]),
                              tuple(dict(entry) for entry in warm_start["enqueue"])),
     )

@@ -26,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "trial": {"retries": 0, "metricsPort": contract.DEFAULT_METRICS_PORT},
     "metricsSource": {"type": "direct"},
     "warmStart": {"from": [], "enqueue": []},
+    "suspend": False,
 }
 MAX_NAME_LENGTH = 63
 MAX_GRID_POINTS = 100_000
@@ -133,6 +134,8 @@ class JobSpec:
     trial: TrialSpec
     metrics_source: MetricsSource
     warm_start: WarmStart = WarmStart()
+    suspend: bool = False
+    """Paused: running trials finish, no new one starts (as a Kubernetes Job's `spec.suspend`)."""
 
     @property
     def multi_objective(self) -> bool:

@@ -40,8 +40,8 @@ def tuningjob_status_schema() -> Schema:
     return obj(
         "Where the job stands; written by the operator. Bounded in size: per-trial history is in Trials.",
         {
-            "phase": string("Pending, Running, Succeeded or Failed.",
-                            enum=["Pending", "Running", "Succeeded", "Failed"]),
+            "phase": string("Pending, Running, Suspended (spec.suspend), Succeeded or Failed.",
+                            enum=["Pending", "Running", "Suspended", "Succeeded", "Failed"]),
             "conditions": array("Conditions: wait for a finished job with kubectl wait "
                                 "--for=condition=Succeeded.", condition_schema(), maxItems=16,
                                 **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}),

@@ -108,16 +108,17 @@ class TrialDriver:
         """Trial number -> the attempt the driver holds (the backend may clean up any other)."""
         return {number: live.attempt for number, live in self.live.items() if live.attempt}
 
-    def advance(self, backend: Backend, now: float) -> FinishDecision | None:
+    def advance(self, backend: Backend, now: float, *, launch: bool = True) -> FinishDecision | None:
         """One pass: observe every live trial and act, stop running trials once the job is finished, launch
-        what the engine allows. The engine's decision when the job is finished, else None."""
+        what the engine allows (nothing new when not `launch`: a suspended job). The engine's decision when
+        the job is finished, else None."""
         for number in sorted(self.live):
             self._observe(backend, self.live[number], now)
         decision = self.engine.stop_decision(now)
         if decision is not None and self.engine.counts()["running"]:
             self._stop_unfinished(backend, decision, now)
             decision = self.engine.stop_decision(now) or decision
-        if decision is None:
+        if decision is None and launch:
             self._launch_new(backend, now)
         return decision
 
