@@ -13,7 +13,7 @@ class OperatorSettings:
 
     reconcile_interval_seconds: float = 2.0
     """Seconds a TuningJob waits for an event (a pod milestone, an edit) before its next reconcile pass anyway: the
-    safety net for missed events, and how often its running trials' metrics are scraped."""
+    safety net for missed events, and the pace of reading running trials' metrics while no event comes."""
 
     scrape_timeout_seconds: float = 2.0
     """Timeout of one `/metrics` scrape or PromQL query; a slow trial never stalls its job longer."""
