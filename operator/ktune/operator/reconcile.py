@@ -28,7 +28,7 @@ from typing import Any
 
 from ktune import contract, metrics
 from ktune.algorithms import load_tuningjob
-from ktune.engine import Engine, FinishDecision, TrialState
+from ktune.engine import JOB_STOPPED, Engine, FinishDecision, TrialState
 from ktune.engine.warm_start import ImportedTrials, WarmStartSource, import_trials
 from ktune.operator.cluster import ApiError, Cluster
 from ktune.operator.pod_backend import PodBackend, QueryPrometheus, Scrape, direct_or_prometheus, pod_finished
@@ -56,12 +56,13 @@ from ktune.operator.status import (
     trials_progress,
 )
 from ktune.operator.trial_objects import TrialObjects
-from ktune.operator.trials import epoch, record_from_trial, rfc3339, trial_attempts
+from ktune.operator.trials import epoch, record_from_trial, rfc3339, trial_attempts, trial_status
 from ktune.spec import SpecError, TuningJob
 from ktune.trials.driver import DriverSettings, TrialDriver
 
 log = logging.getLogger(__name__)
 MESSAGE_LIMIT = 1024  # of a condition's message: the API server's own words can be long
+INVALID_MESSAGE_LIMIT = 8192  # the CRD's cap on status.message and a condition's message
 
 ACCEPTED_SPEC_ANNOTATION = "ktune.dev/accepted-spec"
 # Changing these after trials ran would mix trials of different studies: such edits are refused.
@@ -173,7 +174,7 @@ class JobReconciler:
         previous = body.get("status") or {}
         now_text = rfc3339(now)
         generation = body["metadata"].get("generation")
-        message = "invalid TuningJob:\n" + "\n".join(problems)
+        message = invalid_message(problems)
         conditions = previous.get("conditions") or []
         for type_, value in ((COND_INVALID, True), (COND_FAILED, True), (COND_RUNNING, False),
                              (COND_SUCCEEDED, False)):
@@ -183,8 +184,26 @@ class JobReconciler:
         if previous.get("phase") != FAILED or not condition_status(previous.get("conditions") or [],
                                                                          COND_INVALID):
             self.cluster.emit_event(body, "Warning", "InvalidSpec", message)
+        self._stop_running_trials(body, "the TuningJob became invalid (see its Invalid condition)", now)
         self._patch_status(body, status)
         self.state = None
+
+    def _stop_running_trials(self, body: dict[str, Any], message: str, now: float) -> None:
+        """A job that cannot run (it became invalid) stops what it runs: each Running trial is Failed with
+        JobStopped, then its pods are deleted (the outcome is written first, as the driver does)."""
+        namespace, name = _namespace(body), body["metadata"]["name"]
+        for trial in self.cluster.list_trials(namespace, name):
+            record = record_from_trial(trial)
+            if record.state != TrialState.RUNNING:
+                continue
+            record.state, record.reason, record.message, record.finished_at = (
+                TrialState.FAILED, JOB_STOPPED, message, now)
+            status = trial_status(record, trial_attempts(trial), (trial.get("status") or {}).get("podName"),
+                                  self.settings.intermediate_values_kept)
+            self.cluster.patch_trial_status(namespace, trial["metadata"]["name"], status)
+        for pod in self.cluster.list_pods(namespace, name):
+            if not pod_finished(pod) and not pod["metadata"].get("deletionTimestamp"):
+                self.cluster.delete_pod(namespace, pod["metadata"]["name"])
 
     # ---- the engine and live trials ---------------------------------------------------------------
 
@@ -377,6 +396,15 @@ class JobReconciler:
             return
         self.cluster.patch_job_status(_namespace(body), body["metadata"]["name"], status)
         self.written_status = status
+
+
+def invalid_message(problems: list[str]) -> str:
+    """The Invalid condition's message: every problem, cut to fit the CRD's cap with a marker saying so."""
+    message = "invalid TuningJob:\n" + "\n".join(problems)
+    if len(message) <= INVALID_MESSAGE_LIMIT:
+        return message
+    marker = f"\n... (cut at {INVALID_MESSAGE_LIMIT} characters; `ktune validate FILE` lists every problem)"
+    return message[: INVALID_MESSAGE_LIMIT - len(marker)] + marker
 
 
 def _refused_edit(body: Mapping[str, Any], accepted: Mapping[str, Any]) -> str | None:
