@@ -5,6 +5,7 @@ ServiceAccount) but speaking raw JSON, so objects look exactly as `kubectl get -
 """
 
 import json
+import logging
 import os
 import socket
 import urllib.parse
@@ -21,6 +22,9 @@ TRIALS = f"/apis/{contract.API_GROUP}/{contract.API_VERSION}/namespaces/{{ns}}/{
 PODS = "/api/v1/namespaces/{ns}/pods"
 EVENTS = "/api/v1/namespaces/{ns}/events"
 EVENT_SOURCE = "ktune-operator"
+LIST_PAGE_SIZE = 500  # objects per LIST page: a job with thousands of trials is read in bounded chunks
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -58,9 +62,11 @@ def job_selector(tuningjob: str) -> str:
 class KubeCluster:
     """`Cluster` over a real API server."""
 
-    def __init__(self, api_client: client.ApiClient, request_timeout: float = 30.0) -> None:
+    def __init__(self, api_client: client.ApiClient, request_timeout: float = 30.0,
+                 page_size: int = LIST_PAGE_SIZE) -> None:
         self._client = api_client
         self._timeout = request_timeout
+        self._page_size = page_size
         self._instance = os.environ.get("HOSTNAME") or socket.gethostname()
 
     @classmethod
@@ -113,9 +119,28 @@ class KubeCluster:
                 return None
             raise
 
+    def list_all(self, path: str, label_selector: str) -> list[dict[str, Any]]:
+        """Every object a LIST returns, page by page; an expired continue token (410) starts over once."""
+        for _ in range(2):
+            items: list[dict[str, Any]] = []
+            token = ""
+            try:
+                while True:
+                    query = {"labelSelector": label_selector, "limit": str(self._page_size)}
+                    if token:
+                        query["continue"] = token
+                    answer = self.request("GET", path, query)
+                    items += answer["items"]
+                    token = (answer.get("metadata") or {}).get("continue") or ""
+                    if not token:
+                        return items
+            except ApiError as error:
+                if error.status != 410 or not token:
+                    raise
+        raise ApiError(410, f"the list of {path} kept changing faster than it could be read")
+
     def list_trials(self, namespace: str, tuningjob: str) -> list[dict[str, Any]]:
-        path = TRIALS.format(ns=namespace)
-        return self.request("GET", path, {"labelSelector": job_selector(tuningjob)})["items"]
+        return self.list_all(TRIALS.format(ns=namespace), job_selector(tuningjob))
 
     def create_trial(self, namespace: str, trial: Mapping[str, Any]) -> dict[str, Any]:
         return self.request("POST", TRIALS.format(ns=namespace), body=dict(trial))
@@ -125,8 +150,7 @@ class KubeCluster:
         self.request("PATCH", path, body={"status": dict(status)}, content_type="application/merge-patch+json")
 
     def list_pods(self, namespace: str, tuningjob: str) -> list[dict[str, Any]]:
-        path = PODS.format(ns=namespace)
-        return self.request("GET", path, {"labelSelector": job_selector(tuningjob)})["items"]
+        return self.list_all(PODS.format(ns=namespace), job_selector(tuningjob))
 
     def create_pod(self, namespace: str, pod: Mapping[str, Any]) -> dict[str, Any]:
         return self.request("POST", PODS.format(ns=namespace), body=dict(pod))
@@ -150,6 +174,7 @@ class KubeCluster:
         self.request("PATCH", path, body=body, content_type="application/merge-patch+json")
 
     def emit_event(self, regarding: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """Record an Event; best effort: an Event the API refuses (429, quota) is logged, never fails the pass."""
         metadata = regarding["metadata"]
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {
@@ -171,4 +196,7 @@ class KubeCluster:
             "lastTimestamp": now,
             "count": 1,
         }
-        self.request("POST", EVENTS.format(ns=metadata["namespace"]), body=event)
+        try:
+            self.request("POST", EVENTS.format(ns=metadata["namespace"]), body=event)
+        except ApiError as error:
+            log.warning("%s/%s: event %s not recorded: %s", metadata["namespace"], metadata["name"], reason, error)
