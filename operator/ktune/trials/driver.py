@@ -225,11 +225,12 @@ class TrialDriver:
         self._finished(backend, live, self.engine.tell_failed(live.number, reason, message, now=now))
 
     def _finished(self, backend: Backend, live: LiveTrial, record: TrialRecord) -> None:
-        """The attempt ended on its own and the engine knows the outcome: let go of the trial."""
+        """The attempt ended on its own and the engine knows the outcome: keep the outcome, then let go of the
+        attempt (a backend may delete what it held)."""
         del self.live[live.number]
         self.deferred.pop(live.number, None)
-        backend.release(live.number, live.attempt)
         self.events.trial_finished(record, live.attempt, live.last_step)
+        backend.release(live.number, live.attempt)
 
     def _stop(self, backend: Backend, live: LiveTrial) -> None:
         live.stopping = True
