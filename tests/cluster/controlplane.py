@@ -301,9 +301,18 @@ class Cluster:
         return write_kubeconfig(path, self.server, Path(ca) if ca else None, {"token": token}, name=f"sa-{name}")
 
     def start_node_agent(
-        self, name: str, cpu: str = "8", memory: str = "32Gi", gpus: int = 0, pods: int = 110
+        self,
+        name: str,
+        cpu: str = "8",
+        memory: str = "32Gi",
+        gpus: int = 0,
+        pods: int = 110,
+        ip_octet: int | None = None,
     ) -> "NodeAgentProcess":
-        """Start a node agent subprocess and wait until its Node is Ready."""
+        """Start a node agent subprocess and wait until its Node is Ready.
+
+        Its pods get the addresses 127.<ip_octet>.x.y (default: 10, 11, ... in the order agents start here).
+        """
         workdir = self.workdir / "nodes" / name
         workdir.mkdir(parents=True, exist_ok=True)
         argv = [
@@ -317,7 +326,7 @@ class Cluster:
             f"--memory={memory}",
             f"--gpus={gpus}",
             f"--pods={pods}",
-            f"--ip-octet={10 + len(self.node_agents)}",
+            f"--ip-octet={10 + len(self.node_agents) if ip_octet is None else ip_octet}",
         ]
         env = {
             **os.environ,
