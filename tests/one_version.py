@@ -65,7 +65,7 @@ class Found:
 
 def source_version(root: Path = REPO_ROOT) -> str:
     """The version, from pyproject.toml."""
-    return tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    return str(tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"])
 
 
 def find(root: Path = REPO_ROOT) -> tuple[list[Found], list[str]]:

@@ -26,7 +26,7 @@ def copy_of_the_version_places(destination: Path) -> Path:
     return destination
 
 
-def test_every_file_that_writes_the_version_writes_the_one_in_pyproject():
+def test_every_file_that_writes_the_version_writes_the_one_in_pyproject() -> None:
     mismatches = one_version.problems()
     assert not mismatches, (
         f"pyproject.toml says {VERSION}; run `scripts/set-version X.Y.Z` rather than editing copies:\n"
@@ -34,26 +34,26 @@ def test_every_file_that_writes_the_version_writes_the_one_in_pyproject():
     )
 
 
-def test_the_installed_distribution_and_both_packages_report_the_pyproject_version():
+def test_the_installed_distribution_and_both_packages_report_the_pyproject_version() -> None:
     assert importlib.metadata.version("ktune") == VERSION, STALE_INSTALL
     assert ktune.__version__ == VERSION
     assert ktune_trainer.__version__ == VERSION
 
 
-def test_ktune_version_prints_the_pyproject_version():
+def test_ktune_version_prints_the_pyproject_version() -> None:
     ktune_cli = Path(sys.executable).parent / "ktune"
     result = subprocess.run([ktune_cli, "--version"], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"ktune {VERSION}", STALE_INSTALL
 
 
-def test_each_place_is_found_in_the_repository_so_a_changed_format_cannot_hide_a_copy():
+def test_each_place_is_found_in_the_repository_so_a_changed_format_cannot_hide_a_copy() -> None:
     found, unmatched = one_version.find()
     assert unmatched == []
     assert {f.place for f in found} == set(PLACES)
 
 
-def test_set_version_rewrites_every_copy_and_only_the_versions(tmp_path: Path):
+def test_set_version_rewrites_every_copy_and_only_the_versions(tmp_path: Path) -> None:
     root = copy_of_the_version_places(tmp_path)
     before = {path: path.read_text().splitlines() for path in root.rglob("*") if path.is_file()}
 
@@ -70,7 +70,7 @@ def test_set_version_rewrites_every_copy_and_only_the_versions(tmp_path: Path):
             assert old == new or old.replace(VERSION, "12.34.5") == new, f"{path}: {old!r} became {new!r}"
 
 
-def test_set_version_leaves_empty_chart_image_tags_empty_so_they_keep_following_the_app_version(tmp_path: Path):
+def test_set_version_leaves_empty_chart_image_tags_empty_so_they_keep_following_the_app_version(tmp_path: Path) -> None:
     root = copy_of_the_version_places(tmp_path)
     tags_before = [f.version for f in one_version.find()[0] if f.place.may_be_empty]
     one_version.set_version("2.0.0", root)
@@ -78,20 +78,20 @@ def test_set_version_leaves_empty_chart_image_tags_empty_so_they_keep_following_
     assert tags_before and tags_after == ["2.0.0" if tag else "" for tag in tags_before]
 
 
-def test_setting_the_version_it_already_has_changes_nothing(tmp_path: Path):
+def test_setting_the_version_it_already_has_changes_nothing(tmp_path: Path) -> None:
     root = copy_of_the_version_places(tmp_path)
     assert one_version.set_version(VERSION, root) == []
 
 
 @pytest.mark.parametrize("bad", ["1.2", "v1.2.3", "1.2.3rc1", "1.2.3-rc.1", "", "1.2.3 "])
-def test_set_version_refuses_anything_but_a_plain_release_and_touches_nothing(tmp_path: Path, bad: str):
+def test_set_version_refuses_anything_but_a_plain_release_and_touches_nothing(tmp_path: Path, bad: str) -> None:
     root = copy_of_the_version_places(tmp_path)
     with pytest.raises(ValueError, match="not a release version"):
         one_version.set_version(bad, root)
     assert one_version.problems(root) == []
 
 
-def test_a_copy_that_differs_is_reported_with_its_file_and_line(tmp_path: Path):
+def test_a_copy_that_differs_is_reported_with_its_file_and_line(tmp_path: Path) -> None:
     root = copy_of_the_version_places(tmp_path)
     chart = root / "charts" / "ktune" / "Chart.yaml"
     chart.write_text(chart.read_text().replace(f'appVersion: "{VERSION}"', 'appVersion: "9.9.9"'))
@@ -101,7 +101,7 @@ def test_a_copy_that_differs_is_reported_with_its_file_and_line(tmp_path: Path):
     ]
 
 
-def test_a_place_whose_format_changed_is_reported_instead_of_passing_unseen(tmp_path: Path):
+def test_a_place_whose_format_changed_is_reported_instead_of_passing_unseen(tmp_path: Path) -> None:
     root = copy_of_the_version_places(tmp_path)
     manifest = root / "manifests" / "operator.yaml"
     manifest.write_text(manifest.read_text().replace(f"operator:{VERSION}", "operator@sha256:0123"))

@@ -122,7 +122,7 @@ class DevCluster:
     control_plane: ControlPlane | None = None
     cluster: Cluster | None = None
     node: NodeAgentProcess | None = None
-    operator: subprocess.Popen | None = None
+    operator: subprocess.Popen[bytes] | None = None
     operator_kubeconfig: Path | None = None
     metrics_port: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -158,7 +158,8 @@ class DevCluster:
         except kubernetes.client.ApiException as error:
             if error.status != 404:
                 raise
-            core.create_namespace({"metadata": {"name": namespace}})
+            namespace_object = kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=namespace))
+            core.create_namespace(namespace_object)
         wait_until(
             lambda: core.read_namespaced_service_account("default", namespace),
             f"ServiceAccount {namespace}/default",
@@ -193,7 +194,7 @@ class DevCluster:
 
     def first_failure(self) -> DevClusterError | None:
         """Why the cluster is broken (a component, the node agent or the operator exited), or None."""
-        running: list[tuple[str, subprocess.Popen | None, Path]] = []
+        running: list[tuple[str, subprocess.Popen[bytes] | None, Path]] = []
         if self.control_plane is not None:
             running += [(c.name, c.process, c.log) for c in self.control_plane.components.values()]
         if self.node is not None:

@@ -15,7 +15,7 @@ from tests.operator.operator_harness import apply, stand_in_job, wait_finished
 JOB_TIMEOUT = 180
 
 
-def test_the_workdir_of_an_earlier_run_is_emptied_and_records_the_new_pid(tmp_path: Path):
+def test_the_workdir_of_an_earlier_run_is_emptied_and_records_the_new_pid(tmp_path: Path) -> None:
     (tmp_path / dev_cluster.LOCK_NAME).write_text("12345\n")
     (tmp_path / "etcd").mkdir()
     (tmp_path / "admin.kubeconfig").write_text("old")
@@ -24,14 +24,14 @@ def test_the_workdir_of_an_earlier_run_is_emptied_and_records_the_new_pid(tmp_pa
         assert (tmp_path / dev_cluster.LOCK_NAME).read_text().strip().isdigit()
 
 
-def test_a_directory_that_no_dev_cluster_made_is_refused_and_left_as_it_was(tmp_path: Path):
+def test_a_directory_that_no_dev_cluster_made_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(dev_cluster.DevClusterError, match="not a dev cluster directory"):
         dev_cluster.lock_workdir(tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-def test_a_second_dev_cluster_on_the_same_workdir_is_refused_while_the_first_holds_it(tmp_path: Path):
+def test_a_second_dev_cluster_on_the_same_workdir_is_refused_while_the_first_holds_it(tmp_path: Path) -> None:
     with dev_cluster.lock_workdir(tmp_path):
         (tmp_path / "etcd").mkdir()
         with pytest.raises(dev_cluster.DevClusterError, match="already runs"):
@@ -39,7 +39,7 @@ def test_a_second_dev_cluster_on_the_same_workdir_is_refused_while_the_first_hol
         assert (tmp_path / "etcd").is_dir()
 
 
-def test_the_operator_watches_default_unless_told_otherwise():
+def test_the_operator_watches_default_unless_told_otherwise() -> None:
     assert dev_cluster.parse_args([]).namespace == ["default"]
     assert dev_cluster.parse_args(["-n", "a", "-n", "b"]).namespace == ["a", "b"]
     args = dev_cluster.parse_args(["-A"])
@@ -55,7 +55,7 @@ def alive(pid: int) -> bool:
 
 
 @pytest.mark.cluster
-def test_a_dev_cluster_runs_a_kubectl_applied_job_and_sigterm_leaves_no_process_behind(tmp_path: Path):
+def test_a_dev_cluster_runs_a_kubectl_applied_job_and_sigterm_leaves_no_process_behind(tmp_path: Path) -> None:
     workdir = tmp_path / "dev"
     argv = [sys.executable, "-m", "tests.cluster.dev_cluster", f"--workdir={workdir}"]
     process = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
