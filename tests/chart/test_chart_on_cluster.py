@@ -19,6 +19,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from ktune import __version__
 from tests.chart.helm import CHART, NON_DEFAULT_VALUES
 from tests.cluster.controlplane import Cluster, NodeAgentProcess, free_port
 from tests.operator.operator_harness import apply, get, stand_in_job, wait_finished, wait_for
@@ -131,7 +132,7 @@ def test_helm_install_runs_a_tuningjob_to_success_and_uninstall_leaves_only_the_
     succeeded = ("ktune_trials_total", (("namespace", namespace), ("state", "Succeeded"), ("tuningjob", "charted")))
     samples = wait_for(lambda: (found := scrape(pod, metrics_port)).get(succeeded) == 3 and found, 30,
                        "the operator's metrics port to count 3 succeeded trials")
-    assert samples[("ktune_build_info", (("version", "0.1.0"),))] == 1
+    assert samples[("ktune_build_info", (("version", __version__),))] == 1
     cluster.kubectl("delete", "tuningjob", "charted", "-n", namespace, "--wait=true", timeout=60)
     wait_for(lambda: not any(dict(labels).get("tuningjob") == "charted" for _, labels in scrape(pod, metrics_port)),
              30, "the deleted job's series to leave the operator's metrics")

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ktune import __version__
 from ktune.cli.main import build_parser
 from ktune.operator.permissions import LEADER_ELECTION_RULES, OPERATOR_RULES
 from ktune.operator.pods import METRICS_PORT_NAME
@@ -149,7 +150,7 @@ def test_decimal_settings_given_with_set_reach_the_operator_as_numbers():
 
 
 def test_the_image_is_the_app_version_tag_by_default_and_the_digest_when_given(default, non_default):
-    assert operator_container(default)["image"] == "ghcr.io/ktune/operator:0.1.0"
+    assert operator_container(default)["image"] == f"ghcr.io/ktune/operator:{__version__}"
     assert operator_container(non_default)["image"].startswith("registry.example.com/ml/operator@sha256:")
 
 
