@@ -77,3 +77,45 @@ def test_the_template_given_is_not_modified():
     tmpl = template()
     build(tmpl)
     assert tmpl == template()
+
+
+def test_init_containers_and_native_sidecars_get_the_container_defaults_and_a_writable_tmp():
+    tmpl = template()
+    tmpl["spec"]["initContainers"] = [
+        {"name": "fetch", "image": "f"},
+        {"name": "proxy", "image": "p", "restartPolicy": "Always",
+         "securityContext": {"runAsUser": 1000, "capabilities": {"add": ["NET_BIND_SERVICE"]}}},
+    ]
+    pod = build(tmpl)
+    fetch, proxy = pod["spec"]["initContainers"]
+    assert fetch["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}
+    }
+    assert proxy["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsUser": 1000,
+        "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+    }
+    assert proxy["restartPolicy"] == "Always"
+    every = [*pod["spec"]["initContainers"], *pod["spec"]["containers"]]
+    assert all(c["volumeMounts"] == [{"name": "ktune-tmp", "mountPath": "/tmp"}] for c in every)
+    assert pod["spec"]["volumes"] == [{"name": "ktune-tmp", "emptyDir": {}}]
+    assert "env" not in fetch and "ports" not in proxy
+
+
+def test_the_service_account_token_is_not_mounted_unless_the_template_sets_it_either_way():
+    assert build()["spec"]["automountServiceAccountToken"] is False
+    for given in (True, False):
+        tmpl = template()
+        tmpl["spec"]["automountServiceAccountToken"] = given
+        assert build(tmpl)["spec"]["automountServiceAccountToken"] is given
+
+
+def test_a_null_in_the_template_counts_as_unset_so_the_default_applies():
+    tmpl = template(securityContext={"readOnlyRootFilesystem": None, "capabilities": None})
+    tmpl["spec"].update(automountServiceAccountToken=None, securityContext={"runAsNonRoot": None})
+    pod = build(tmpl)
+    assert pod["spec"]["containers"][0]["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}
+    }
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert pod["spec"]["automountServiceAccountToken"] is False

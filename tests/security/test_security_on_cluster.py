@@ -1,6 +1,8 @@
 """Least privilege on the real API server: the trial pods ktune creates, the admin's trial pod policy, each
 rule of the operator's ClusterRole (removing it breaks the operator), and a namespace-scoped install."""
 
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,21 +48,41 @@ def account_with(cluster: Cluster, name: str, rules: list[dict], namespace: str 
     return cluster.service_account_kubeconfig(OPERATOR_NAMESPACE, name)
 
 
-def test_the_trial_pod_on_the_server_carries_the_security_defaults(
+def test_the_trial_pod_on_the_server_carries_the_security_defaults_in_every_container_and_no_token(
     cluster: Cluster, namespace: str, operator_kubeconfig: Path, tmp_path: Path
 ):
+    # The node agent runs only containers[0]: the init container and the native sidecar (SidecarContainers, on by
+    # default since 1.29) are checked as the API server stored them, not run.
+    job = stand_in_job("safe", namespace, budget={"maxTrials": 1, "parallelism": 1})
+    job["spec"]["trial"]["template"]["spec"]["initContainers"] = [
+        {"name": "fetch", "image": "ktune/fetch:test", "command": [sys.executable, "-c", "pass"]},
+        {"name": "proxy", "image": "ktune/proxy:test", "command": [sys.executable, "-c", "pass"],
+         "restartPolicy": "Always", "securityContext": {"capabilities": {"add": ["NET_BIND_SERVICE"]}}},
+    ]
     operator = OperatorProcess(operator_kubeconfig, [namespace], tmp_path / "operator.log").start()
     try:
-        apply(cluster, stand_in_job("safe", namespace, budget={"maxTrials": 1, "parallelism": 1}))
+        apply(cluster, job)
         assert wait_finished(cluster, namespace, "safe", 90, operator)["status"]["phase"] == "Succeeded"
     finally:
         operator.stop()
     pod = get(cluster, "pod", namespace, "safe-0-1")
     assert pod["spec"]["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
-    security = pod["spec"]["containers"][0]["securityContext"]
-    assert security == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]}}
+    defaults = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+    fetch, proxy = pod["spec"]["initContainers"]
+    assert pod["spec"]["containers"][0]["securityContext"] == fetch["securityContext"] == defaults
+    assert proxy["securityContext"] == {**defaults, "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}}
+    assert proxy["restartPolicy"] == "Always"
+    every = [fetch, proxy, *pod["spec"]["containers"]]
+    assert all(c["volumeMounts"] == [{"name": "ktune-tmp", "mountPath": "/tmp"}] for c in every), every
     assert pod["spec"]["serviceAccountName"] == "default"
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert pod["spec"]["volumes"] == [{"name": "ktune-tmp", "emptyDir": {}}]
+    # Without the field the ServiceAccount admission plugin would have added the token volume (server dry run).
+    bare = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bare", "namespace": namespace},
+            "spec": {"containers": [{"name": "c", "image": "ktune/bare:test"}]}}
+    admitted = json.loads(cluster.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-",
+                                          input=json.dumps(bare)).stdout)
+    assert any(v["name"].startswith("kube-api-access-") for v in admitted["spec"]["volumes"]), admitted["spec"]
 
 
 def test_with_forbid_privileged_trials_a_job_asking_for_the_host_is_marked_invalid_and_runs_nothing(
@@ -71,9 +93,15 @@ def test_with_forbid_privileged_trials_a_job_asking_for_the_host_is_marked_inval
     try:
         job = stand_in_job("greedy", namespace, budget={"maxTrials": 1, "parallelism": 1})
         template = job["spec"]["trial"]["template"]["spec"]
-        template.update({"hostNetwork": True, "hostPID": True,
+        template.update({"hostNetwork": True, "hostPID": True, "nodeName": "some-node",
+                         "securityContext": {"runAsUser": 0},
                          "volumes": [{"name": "root", "hostPath": {"path": "/"}}]})
-        template["containers"][0]["securityContext"] = {"privileged": True}
+        template["containers"][0]["securityContext"] = {"privileged": True, "procMount": "Unmasked",
+                                                        "seccompProfile": {"type": "Unconfined"}}
+        template["containers"][0]["ports"] = [{"containerPort": 80, "hostPort": 80}]
+        template["initContainers"] = [{"name": "proxy", "image": "ktune/proxy:test", "restartPolicy": "Always",
+                                       "securityContext": {"allowPrivilegeEscalation": True,
+                                                           "capabilities": {"add": ["SYS_ADMIN"]}}}]
         apply(cluster, job)
 
         def invalid() -> dict | None:
@@ -81,7 +109,11 @@ def test_with_forbid_privileged_trials_a_job_asking_for_the_host_is_marked_inval
             return found if found and found["status"] == "True" else None
 
         message = wait_for(invalid, 60, "the privileged job to be marked Invalid", operator)["message"]
-        for field in ("hostNetwork", "hostPID", "volumes[0].hostPath", "containers[0].securityContext.privileged"):
+        for field in ("hostNetwork", "hostPID", "nodeName", "securityContext.runAsUser", "volumes[0].hostPath",
+                      "containers[0].securityContext.privileged", "containers[0].securityContext.procMount",
+                      "containers[0].securityContext.seccompProfile.type", "containers[0].ports[0].hostPort",
+                      "initContainers[0].securityContext.allowPrivilegeEscalation",
+                      "initContainers[0].securityContext.capabilities.add[0]"):
             assert f"spec.trial.template.spec.{field}: forbidden" in message, message
         assert get(cluster, "pods", namespace)["items"] == []
         apply(cluster, stand_in_job("modest", namespace, budget={"maxTrials": 1, "parallelism": 1}))

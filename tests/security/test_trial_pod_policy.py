@@ -26,6 +26,30 @@ ESCAPES = {
                 "spec.trial.template.spec.hostPID"),
     "hostIPC": ({"hostIPC": True, "containers": [{"name": "t", "command": ["train"]}]},
                 "spec.trial.template.spec.hostIPC"),
+    "nodeName": ({"nodeName": "control-plane-1", "containers": [{"name": "t", "command": ["train"]}]},
+                 "spec.trial.template.spec.nodeName"),
+    "capabilities.add": ({"containers": [{"name": "t", "command": ["train"], "securityContext": {
+        "capabilities": {"add": ["NET_BIND_SERVICE", "SYS_ADMIN"]}}}]},
+        "spec.trial.template.spec.containers[0].securityContext.capabilities.add[1]"),
+    "allowPrivilegeEscalation": ({"containers": [{"name": "t", "command": ["train"],
+                                                  "securityContext": {"allowPrivilegeEscalation": True}}]},
+                                 "spec.trial.template.spec.containers[0].securityContext.allowPrivilegeEscalation"),
+    "root-pod": ({"securityContext": {"runAsUser": 0}, "containers": [{"name": "t", "command": ["train"]}]},
+                 "spec.trial.template.spec.securityContext.runAsUser"),
+    "root-sidecar": ({"containers": [{"name": "t", "command": ["train"]}], "initContainers": [
+        {"name": "s", "command": ["x"], "restartPolicy": "Always", "securityContext": {"runAsUser": 0}}]},
+        "spec.trial.template.spec.initContainers[0].securityContext.runAsUser"),
+    "unconfined-pod": ({"securityContext": {"seccompProfile": {"type": "Unconfined"}},
+                        "containers": [{"name": "t", "command": ["train"]}]},
+                       "spec.trial.template.spec.securityContext.seccompProfile.type"),
+    "unconfined-container": ({"containers": [{"name": "t", "command": ["train"],
+                                              "securityContext": {"seccompProfile": {"type": "Unconfined"}}}]},
+                             "spec.trial.template.spec.containers[0].securityContext.seccompProfile.type"),
+    "hostPort": ({"containers": [{"name": "t", "command": ["train"], "ports": [
+        {"containerPort": 9100}, {"containerPort": 80, "hostPort": 80}]}]},
+        "spec.trial.template.spec.containers[0].ports[1].hostPort"),
+    "procMount": ({"containers": [{"name": "t", "command": ["train"], "securityContext": {"procMount": "Unmasked"}}]},
+                  "spec.trial.template.spec.containers[0].securityContext.procMount"),
 }
 
 
@@ -40,6 +64,26 @@ def test_an_ordinary_template_passes_the_policy():
     template = {"spec": {"containers": [{"name": "t", "command": ["train"], "securityContext": {"privileged": False}}],
                          "hostNetwork": False, "volumes": [{"name": "scratch", "emptyDir": {}}]}}
     assert forbidden_fields(template) == []
+
+
+def test_what_pod_security_restricted_allows_passes_the_policy_including_adding_net_bind_service():
+    restricted = {"runAsNonRoot": True, "runAsUser": 1000, "allowPrivilegeEscalation": False, "procMount": "Default",
+                  "seccompProfile": {"type": "RuntimeDefault"},
+                  "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}}
+    template = {"spec": {
+        "securityContext": {"runAsUser": 1000, "seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}},
+        "initContainers": [{"name": "s", "command": ["x"], "restartPolicy": "Always", "securityContext": restricted,
+                            "ports": [{"containerPort": 80, "hostPort": 0}]}],
+        "containers": [{"name": "t", "command": ["train"], "securityContext": restricted,
+                        "ports": [{"containerPort": 9100}]}]}}
+    assert forbidden_fields(template) == []
+
+
+def test_a_garbled_template_is_left_to_the_api_server_and_does_not_break_the_policy():
+    garbled = {"spec": {"securityContext": "root", "nodeName": None, "volumes": "x", "initContainers": [
+        "s", {"name": "s", "securityContext": {"capabilities": "ALL", "runAsUser": False}, "ports": ["80"]}]}}
+    assert forbidden_fields(garbled) == []
+    assert forbidden_fields({"spec": "nothing"}) == []
 
 
 @pytest.mark.parametrize("forbid", [True, False])
@@ -72,12 +116,13 @@ def test_the_chart_value_reaches_the_operator_as_the_setting():
     assert OperatorSettings.from_env(env).forbid_privileged_trials
 
 
-def test_trial_pods_default_to_non_root_read_only_no_escalation_no_capabilities_and_runtime_default_seccomp():
+def test_trial_pods_default_to_non_root_read_only_no_escalation_no_capabilities_runtime_default_seccomp_and_no_token():
     pod = trial_pod_manifest({"spec": {"containers": [{"name": "t", "command": ["train"]}]}}, "job", 0, {"x": 1},
                              1, 9100, TRIAL)
     assert pod["spec"]["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
     assert pod["spec"]["containers"][0]["securityContext"] == {
         "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+    assert pod["spec"]["automountServiceAccountToken"] is False
 
 
 def test_what_the_template_sets_itself_wins_over_the_defaults():
@@ -89,3 +134,12 @@ def test_what_the_template_sets_itself_wins_over_the_defaults():
     assert pod["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     container = pod["spec"]["containers"][0]["securityContext"]
     assert container["readOnlyRootFilesystem"] is False and container["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_a_capability_the_template_adds_keeps_the_default_drop_all_while_its_own_drop_replaces_it():
+    template = {"spec": {"containers": [
+        {"name": "t", "command": ["train"], "securityContext": {"capabilities": {"add": ["NET_BIND_SERVICE"]}}},
+        {"name": "u", "command": ["serve"], "securityContext": {"capabilities": {"drop": ["NET_RAW"]}}}]}}
+    trainer, other = trial_pod_manifest(template, "job", 0, {"x": 1}, 1, 9100, TRIAL)["spec"]["containers"]
+    assert trainer["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
+    assert other["securityContext"]["capabilities"] == {"drop": ["NET_RAW"]}

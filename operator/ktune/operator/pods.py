@@ -9,7 +9,8 @@ from ktune.trials.environment import contract_env
 
 ATTEMPT_ANNOTATION = "ktune.dev/attempt"
 METRICS_PORT_NAME = "ktune-metrics"
-# Applied wherever the template leaves them unset: a trainer needs none of the privileges they take away.
+# Applied wherever the template leaves them unset (absent or null): a trainer needs none of the privileges they
+# take away. The container defaults go to every container and init container (native sidecars included).
 POD_SECURITY_DEFAULTS: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 CONTAINER_SECURITY_DEFAULTS: dict[str, Any] = {
     "allowPrivilegeEscalation": False,
@@ -64,6 +65,9 @@ def trial_pod_manifest(
     Every container gets the contract's variables first (so the template's own env and its
     `$(KTUNE_PARAM_X)` references see them); the first container is the trainer: it gets the metrics
     port and is the one whose termination message holds the result. `trial` is the owning Trial object.
+    Containers and init containers (native sidecars too) get the restricted security defaults where the template
+    leaves them unset, and a writable /tmp when their root filesystem ends up read-only; the pod gets no
+    ServiceAccount token unless the template sets `automountServiceAccountToken`.
     """
     template = copy.deepcopy(dict(template))
     metadata = template.get("metadata") or {}
@@ -73,12 +77,17 @@ def trial_pod_manifest(
     for index, container in enumerate(containers):
         container["env"] = env + [var for var in container.get("env") or [] if var.get("name") not in _names(env)]
         container.setdefault("terminationMessagePolicy", "FallbackToLogsOnError")
-        container["securityContext"] = _with_defaults(container.get("securityContext"), CONTAINER_SECURITY_DEFAULTS)
         if index == 0:
             _add_metrics_port(container, metrics_port)
-    _add_scratch_volume(spec, containers)
+    every_container = [*(spec.get("initContainers") or []), *containers]
+    for container in every_container:
+        container["securityContext"] = _container_security(container.get("securityContext"))
+    _add_scratch_volume(spec, every_container)
     spec["restartPolicy"] = "Never"  # a retry is a new attempt (a new pod), counted by the operator
     spec["securityContext"] = _with_defaults(spec.get("securityContext"), POD_SECURITY_DEFAULTS)
+    if spec.get("automountServiceAccountToken") is None:
+        # A trainer does not talk to the API server; a template that wants the token (or says false) decides.
+        spec["automountServiceAccountToken"] = False
     labels = {**(metadata.get("labels") or {}), **trial_labels(tuningjob, number)}
     annotations = {**(metadata.get("annotations") or {}), ATTEMPT_ANNOTATION: str(attempt)}
     return {
@@ -116,8 +125,17 @@ def _names(env: list[dict[str, Any]]) -> set[str]:
 
 
 def _with_defaults(given: Mapping[str, Any] | None, defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """`given` with each default added where `given` does not set that key itself."""
-    return {**copy.deepcopy(dict(defaults)), **(given or {})}
+    """`given` with each default added where `given` leaves that key unset (absent, or null as the server reads it)."""
+    set_here = {key: value for key, value in (given or {}).items() if value is not None}
+    return {**copy.deepcopy(dict(defaults)), **set_here}
+
+
+def _container_security(given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The container defaults under `given`; `capabilities` merge key by key, so an `add` keeps `drop: [ALL]`."""
+    security = _with_defaults(given, CONTAINER_SECURITY_DEFAULTS)
+    if isinstance(security["capabilities"], Mapping):
+        security["capabilities"] = _with_defaults(security["capabilities"], CONTAINER_SECURITY_DEFAULTS["capabilities"])
+    return security
 
 
 def _add_metrics_port(container: dict[str, Any], metrics_port: int) -> None:
