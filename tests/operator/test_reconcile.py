@@ -238,7 +238,8 @@ def test_with_a_prometheus_source_the_operator_queries_prometheus_for_the_trial(
 
     harness = Harness(job_body(max_trials=1, parallelism=1,
                                metricsSource={"type": "prometheus", "url": "http://prom:9090"}))
-    harness.reconciler.query_prometheus = query
+    harness.reconciler = JobReconciler(harness.cluster, OperatorSettings(allowed_prometheus_urls="http://prom:9090/"),
+                                       query_prometheus=query)
     harness.tick()
     harness.cluster.run_pod("job-0-1")
     harness.tick()
@@ -257,3 +258,28 @@ def test_raising_max_trials_of_a_finished_job_resumes_it():
     assert status["phase"] == "Running"
     assert "completionTime" not in status
     assert sorted(harness.cluster.trials) == ["job-0", "job-1"]
+
+
+def test_a_prometheus_url_the_admin_did_not_allow_marks_the_job_invalid_and_is_never_queried():
+    asked = []
+
+    def query(*args: Any) -> metrics.TrialMetrics:
+        asked.append(args)
+        return metrics.TrialMetrics()
+
+    harness = Harness(job_body(max_trials=1, parallelism=1,
+                               metricsSource={"type": "prometheus", "url": "http://169.254.169.254/latest"}))
+    harness.reconciler = JobReconciler(harness.cluster, OperatorSettings(allowed_prometheus_urls="http://prom:9090"),
+                                       query_prometheus=query)
+    status = harness.tick()
+    assert status["phase"] == "Failed"
+    invalid = next(c for c in status["conditions"] if c["type"] == "Invalid")
+    assert "spec.metricsSource.url: 'http://169.254.169.254/latest' is not a Prometheus server" in invalid["message"]
+    assert "allowed: http://prom:9090" in invalid["message"]
+    assert asked == [] and harness.cluster.pods == {}
+
+
+def test_the_allowed_prometheus_urls_setting_reads_a_comma_separated_list_from_the_environment():
+    settings = OperatorSettings.from_env({"KTUNE_OPERATOR_ALLOWED_PROMETHEUS_URLS": "http://a:9090/, http://b:9090"})
+    assert settings.allows_prometheus_url("http://a:9090") and settings.allows_prometheus_url("http://b:9090/")
+    assert not settings.allows_prometheus_url("http://c:9090") and not OperatorSettings().allows_prometheus_url("")

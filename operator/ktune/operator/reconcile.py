@@ -164,8 +164,14 @@ class JobReconciler:
         return job, _refused_edit(body, accepted)
 
     def _refused_by_policy(self, body: dict[str, Any], job: TuningJob, now: float) -> bool:
-        """Mark the job Invalid when the admin forbids what its trial template asks for."""
+        """Mark the job Invalid when the admin forbids what it asks for: its trial template, its Prometheus URL."""
         problems = forbidden_fields(job.spec.trial.template) if self.settings.forbid_privileged_trials else []
+        source = job.spec.metrics_source
+        if source.type == "prometheus" and not self.settings.allows_prometheus_url(source.url or ""):
+            allowed = self.settings.allowed_prometheus_urls or "none"
+            problems.append(f"spec.metricsSource.url: {source.url!r} is not a Prometheus server this operator may "
+                            f"query (allowed: {allowed}); an admin allows servers with the operator setting "
+                            "allowed_prometheus_urls (chart settings.allowedPrometheusUrls)")
         if problems:
             self._write_invalid(body, problems, now)
         return bool(problems)

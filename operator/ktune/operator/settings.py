@@ -45,20 +45,35 @@ class OperatorSettings:
     an event holds none)."""
 
     forbid_privileged_trials: bool = False
-    """Refuse (mark Invalid) TuningJobs whose trial template asks for privileged containers, hostPath volumes,
-    hostNetwork, hostPID or hostIPC."""
+    """Refuse (mark Invalid) TuningJobs whose trial template asks for the host or for root: privileged containers,
+    hostPath volumes, hostNetwork/hostPID/hostIPC, hostPort, nodeName, runAsUser 0, allowPrivilegeEscalation,
+    added capabilities, Unconfined seccomp or a non-default procMount (`ktune.operator.pod_policy`)."""
+
+    allowed_prometheus_urls: str = ""
+    """The Prometheus servers a TuningJob's `metricsSource.url` may name, comma-separated (e.g.
+    `http://prometheus.monitoring:9090`). A job naming another URL is marked Invalid and nothing is fetched from
+    it: otherwise any job author could make the operator request any address (cloud metadata, internal
+    services). Empty: `metricsSource.type: prometheus` is refused."""
+
+    def allows_prometheus_url(self, url: str) -> bool:
+        """Whether `url` is one of `allowed_prometheus_urls` (a trailing slash does not matter)."""
+        allowed = {entry.strip().rstrip("/") for entry in self.allowed_prometheus_urls.split(",") if entry.strip()}
+        return url.rstrip("/") in allowed
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "OperatorSettings":
         """Settings with every `KTUNE_OPERATOR_<FIELD>` variable applied; a bad value names the variable."""
         environ = os.environ if environ is None else environ
-        values: dict[str, float | int | bool] = {}
+        values: dict[str, float | int | bool | str] = {}
         for spec in fields(cls):
             variable = ENV_PREFIX + spec.name.upper()
             if variable not in environ:
                 continue
             if spec.type in (bool, "bool"):
                 values[spec.name] = _boolean(variable, environ[variable])
+                continue
+            if spec.type in (str, "str"):
+                values[spec.name] = environ[variable]
                 continue
             convert = int if spec.type in (int, "int") else float
             try:
