@@ -17,7 +17,6 @@ class FakeCluster:
         self.pods: dict[str, dict[str, Any]] = {}
         self.deleted_pods: list[str] = []
         self.job_status: dict[str, Any] = {}
-        self.annotations: dict[str, str] = {}
         self.events: list[tuple[str, str, str]] = []
         self.jobs: dict[tuple[str, str], dict[str, Any]] = {}  # (namespace, name) -> other TuningJobs
         self.pod_lists = 0  # LIST requests for pods
@@ -76,9 +75,6 @@ class FakeCluster:
                 self.job_status.pop(key, None)
             else:
                 self.job_status[key] = copy.deepcopy(value)
-
-    def patch_job_annotations(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
-        self.annotations.update(annotations)
 
     def emit_event(self, regarding: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         self.events.append((type_, reason, message))

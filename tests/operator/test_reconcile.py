@@ -7,7 +7,7 @@ import pytest
 
 from ktune import metrics
 from ktune.operator.cluster import ApiError
-from ktune.operator.reconcile import ACCEPTED_SPEC_ANNOTATION, JobReconciler
+from ktune.operator.reconcile import ACCEPTED_SPEC_FIELD, JobReconciler
 from ktune.operator.settings import OperatorSettings
 from tests.operator.fake_cluster import FakeCluster
 
@@ -43,7 +43,6 @@ class Harness:
         return JobReconciler(self.cluster, OperatorSettings(), scrape=self.scrape)
 
     def tick(self, now: float = NOW) -> dict:
-        self.body["metadata"]["annotations"].update(self.cluster.annotations)
         self.reconciler.reconcile(self.body, now)
         self.body["status"] = json.loads(json.dumps(self.cluster.job_status))
         return self.body["status"]
@@ -63,7 +62,8 @@ def test_first_pass_starts_parallelism_trials_each_with_its_pod():
     assert status["trials"] == "0/3"
     pod_owner = harness.cluster.pods["job-0-1"]["metadata"]["ownerReferences"][0]
     assert pod_owner["uid"] == harness.cluster.trials["job-0"]["metadata"]["uid"]
-    assert ACCEPTED_SPEC_ANNOTATION in harness.cluster.annotations
+    accepted = json.loads(status[ACCEPTED_SPEC_FIELD])["parameters"]
+    assert [(p["name"], p["low"], p["high"]) for p in accepted] == [("x", 0.0, 1.0)]
 
 
 def test_termination_messages_become_results_and_the_job_succeeds_with_the_best_trial():
@@ -283,3 +283,17 @@ def test_the_allowed_prometheus_urls_setting_reads_a_comma_separated_list_from_t
     settings = OperatorSettings.from_env({"KTUNE_OPERATOR_ALLOWED_PROMETHEUS_URLS": "http://a:9090/, http://b:9090"})
     assert settings.allows_prometheus_url("http://a:9090") and settings.allows_prometheus_url("http://b:9090/")
     assert not settings.allows_prometheus_url("http://c:9090") and not OperatorSettings().allows_prometheus_url("")
+
+
+def test_an_author_cannot_swap_the_accepted_search_space_through_an_annotation():
+    harness = Harness(job_body(max_trials=3, parallelism=1))
+    harness.tick()
+    swapped = [{"name": "x", "type": "float", "low": 50.0, "high": 60.0}]
+    harness.body["metadata"]["annotations"]["ktune.dev/accepted-spec"] = json.dumps({"parameters": swapped})
+    harness.cluster.finish_pod("job-0-1", json.dumps({"score": 0.5}))
+    harness.tick()
+    assert 0.0 <= harness.cluster.trials["job-1"]["spec"]["params"]["x"] <= 1.0
+    fresh = harness.fresh_reconciler()  # a restarted operator reads the accepted space from status
+    harness.reconciler = fresh
+    harness.tick()
+    assert json.loads(harness.body["status"][ACCEPTED_SPEC_FIELD])["parameters"] != swapped

@@ -5,7 +5,7 @@ election (ktune.leaderElectionRules); manifests/operator.yaml's ClusterRole and 
 hold the same rules.
 */}}
 {{- define "ktune.rbacRules" -}}
-# Watch jobs; patch them for kopf's finalizer and the accepted-spec annotation.
+# Watch jobs; patch them for kopf's finalizer.
 - apiGroups: [ktune.dev]
   resources: [tuningjobs]
   verbs: [get, list, watch, patch]

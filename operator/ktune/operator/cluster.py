@@ -50,7 +50,6 @@ class Cluster(Protocol):
     def create_pod(self, namespace: str, pod: Mapping[str, Any]) -> dict[str, Any]: ...
     def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None: ...
     def patch_job_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
-    def patch_job_annotations(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None: ...
     def emit_event(self, regarding: Mapping[str, Any], type_: str, reason: str, message: str) -> None: ...
 
 
@@ -167,11 +166,6 @@ class KubeCluster:
     def patch_job_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         path = f"{JOBS.format(ns=namespace)}/{name}/status"
         self.request("PATCH", path, body={"status": dict(status)}, content_type="application/merge-patch+json")
-
-    def patch_job_annotations(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
-        path = f"{JOBS.format(ns=namespace)}/{name}"
-        body = {"metadata": {"annotations": dict(annotations)}}
-        self.request("PATCH", path, body=body, content_type="application/merge-patch+json")
 
     def emit_event(self, regarding: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         """Record an Event; best effort: an Event the API refuses (429, quota) is logged, never fails the pass."""

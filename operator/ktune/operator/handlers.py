@@ -54,7 +54,7 @@ TUNINGJOB_RESOURCE = (contract.API_GROUP, contract.API_VERSION, contract.TUNINGJ
 DAEMON_EXIT_POLLING_SECONDS = 0.5
 # The Cluster calls whose failures ktune_api_errors_total counts (list_pods: the pod cache's rare confirming LIST).
 API_OPERATIONS = ("list_trials", "create_trial", "patch_trial_status", "list_pods", "create_pod", "delete_pod",
-                  "patch_job_status", "patch_job_annotations", "emit_event")
+                  "patch_job_status", "emit_event")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ class Rule:
 
 OPERATOR_RULES: tuple[Rule, ...] = (
     Rule(("ktune.dev",), ("tuningjobs",), ("get", "list", "watch", "patch"),
-         why="Watch jobs; patch them for kopf's finalizer and the accepted-spec annotation."),
+         why="Watch jobs; patch them for kopf's finalizer."),
     Rule(("ktune.dev",), ("tuningjobs/status", "trials/status"), ("patch",)),
     Rule(("ktune.dev",), ("trials",), ("list", "watch", "create"),
          why="Watch Trials: an edit or deletion of one wakes its job's reconcile pass at once."),

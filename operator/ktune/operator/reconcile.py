@@ -64,7 +64,9 @@ log = logging.getLogger(__name__)
 MESSAGE_LIMIT = 1024  # of a condition's message: the API server's own words can be long
 INVALID_MESSAGE_LIMIT = 8192  # the CRD's cap on status.message and a condition's message
 
-ACCEPTED_SPEC_ANNOTATION = "ktune.dev/accepted-spec"
+# Where the search space as first accepted is kept: in status, which a job's author cannot write (only the
+# /status subresource can, which author roles do not grant), and which has no 256 KiB annotation cap.
+ACCEPTED_SPEC_FIELD = "acceptedSpec"
 # Changing these after trials ran would mix trials of different studies: such edits are refused.
 UNSAFE_FIELDS = ("objective", "objectives", "metrics", "parameters", "sampler", "pruner", "warmStart")
 @dataclass
@@ -94,6 +96,8 @@ class JobReconciler:
         self.query_prometheus = query_prometheus
         self.state: JobState | None = None
         self.written_status: dict[str, Any] | None = None
+        self.accepted_text: str | None = None
+        """The accepted search space (JSON), once known: status.acceptedSpec as read or written."""
 
     # ---- the pass -------------------------------------------------------------------------------
 
@@ -106,6 +110,7 @@ class JobReconciler:
             raise
 
     def _reconcile(self, body: dict[str, Any], now: float) -> None:
+        self.accepted_text = self.accepted_text or (body.get("status") or {}).get(ACCEPTED_SPEC_FIELD)
         # This process is the status's only writer: its last write is newer than a body that lags behind.
         if self.written_status is not None:
             body["status"] = copy.deepcopy(self.written_status)
@@ -132,11 +137,10 @@ class JobReconciler:
     def _accepted_job(self, body: dict[str, Any], now: float) -> tuple[TuningJob | None, str | None]:
         """The job to run (its search space as first accepted) and why an edit was refused, if one was.
 
-        On the first valid pass the search space is stored in an annotation; later passes run with it
+        On the first valid pass the search space is stored in status.acceptedSpec; later passes run with it
         whatever the spec says now, so that a restarted operator keeps the study the trials belong to.
         """
-        annotations = body["metadata"].get("annotations") or {}
-        accepted_text = annotations.get(ACCEPTED_SPEC_ANNOTATION)
+        accepted_text = self.accepted_text
         if accepted_text is None:
             try:
                 job = load_tuningjob(body)
@@ -146,9 +150,8 @@ class JobReconciler:
             if self._refused_by_policy(body, job, now):
                 return None, None
             accepted = {key: job.manifest["spec"][key] for key in UNSAFE_FIELDS if key in job.manifest["spec"]}
-            self.cluster.patch_job_annotations(
-                _namespace(body), job.name, {ACCEPTED_SPEC_ANNOTATION: json.dumps(accepted, sort_keys=True)}
-            )
+            self.accepted_text = json.dumps(accepted, sort_keys=True)
+            self.cluster.patch_job_status(_namespace(body), job.name, {ACCEPTED_SPEC_FIELD: self.accepted_text})
             return job, None
         accepted = json.loads(accepted_text)
         effective = copy.deepcopy(body)
@@ -364,6 +367,7 @@ class JobReconciler:
             "startTime": previous.get("startTime") or now_text,
             "completionTime": completion,
             "message": message,
+            ACCEPTED_SPEC_FIELD: self.accepted_text,
         }
         self._patch_status(body, status)
 

@@ -59,6 +59,9 @@ def tuningjob_status_schema() -> Schema:
             "paretoFront": array("The Pareto-optimal trials so far (multi-objective; the first ones only).",
                                  trial_summary_schema("One Pareto-optimal trial.", with_metrics=False),
                                  maxItems=MAX_PARETO),
+            "acceptedSpec": string("The search space (objective(s), metrics, parameters, sampler, pruner, warmStart) "
+                                   "as the operator first accepted it, as JSON: the job runs with it whatever later "
+                                   "edits of those fields say. Written by the operator only."),
             "importedTrials": integer("Trials of earlier jobs (spec.warmStart.from) that seed the study."),
             "importedTrialsDropped": integer("Succeeded trials of earlier jobs left out: outside this job's "
                                              "space or without its objective metrics."),
