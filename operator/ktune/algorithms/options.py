@@ -34,7 +34,7 @@ def _annotation_text(parameter: inspect.Parameter) -> str:
     return annotation.__name__ if isinstance(annotation, type) else str(annotation)
 
 
-def settable_options(cls: type, reserved: frozenset[str]) -> dict[str, str]:
+def settable_options(cls: type[object], reserved: frozenset[str]) -> dict[str, str]:
     """Option name -> its type annotation as text, for every keyword a YAML spec can set."""
     options: dict[str, str] = {}
     for name, parameter in inspect.signature(cls.__init__).parameters.items():
@@ -49,7 +49,7 @@ def settable_options(cls: type, reserved: frozenset[str]) -> dict[str, str]:
     return options
 
 
-def required_options(cls: type, reserved: frozenset[str]) -> tuple[str, ...]:
+def required_options(cls: type[object], reserved: frozenset[str]) -> tuple[str, ...]:
     """Constructor arguments without a default (e.g. PercentilePruner's `percentile`)."""
     return tuple(
         name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
@@ -31,12 +31,21 @@ def parameter_values(parameter: Parameter) -> list[Any]:
     """Every value a parameter can take on a grid (float parameters need a step)."""
     if parameter.type == "categorical":
         return list(parameter.choices)
+    low, high, step = _grid_range(parameter)
     if parameter.type == "int":
-        return list(range(int(parameter.low), int(parameter.high) + 1, int(parameter.step)))
-    count = math.floor((parameter.high - parameter.low) / parameter.step + 1e-9) + 1
+        return list(range(int(low), int(high) + 1, int(step)))
+    count = math.floor((high - low) / step + 1e-9) + 1
     # Rounded so that 1e-4 + 2 * 1e-4 reads 0.0003 (it becomes an env var), clamped to stay in range.
-    low, high = float(parameter.low), float(parameter.high)
-    return [min(max(float(f"{low + i * parameter.step:.12g}"), low), high) for i in range(count)]
+    low, high = float(low), float(high)
+    return [min(max(float(f"{low + i * step:.12g}"), low), high) for i in range(count)]
+
+
+def _grid_range(parameter: Parameter) -> tuple[float, float, float]:
+    """low, high and step of a numeric parameter on a grid (the algorithm rules require the step)."""
+    low, high = parameter.bounds()
+    if parameter.step is None:
+        raise ValueError(f"parameter {parameter.name}: a grid needs a step")
+    return low, high, parameter.step
 
 
 def grid_size(parameters: Sequence[Parameter]) -> int:
@@ -45,10 +54,12 @@ def grid_size(parameters: Sequence[Parameter]) -> int:
     for parameter in parameters:
         if parameter.type == "categorical":
             size *= len(parameter.choices)
-        elif parameter.type == "int":
-            size *= (int(parameter.high) - int(parameter.low)) // int(parameter.step) + 1
         else:
-            size *= math.floor((parameter.high - parameter.low) / parameter.step + 1e-9) + 1
+            low, high, step = _grid_range(parameter)
+            if parameter.type == "int":
+                size *= (int(high) - int(low)) // int(step) + 1
+            else:
+                size *= math.floor((high - low) / step + 1e-9) + 1
     return size
 
 
@@ -138,4 +149,6 @@ def build_sampler(name: str, options: dict[str, Any], seed: int | None, paramete
                                      **options)
     if name == "nsga2":
         return RecomputingNSGAIISampler(seed=per_trial_seed, **options)
-    return SAMPLER_CLASSES[name](seed=per_trial_seed, **options)
+    # Every other class in the table takes a seed (BaseSampler itself declares no constructor arguments).
+    sampler_class: Callable[..., optuna.samplers.BaseSampler] = SAMPLER_CLASSES[name]
+    return sampler_class(seed=per_trial_seed, **options)

@@ -34,10 +34,10 @@ def parameter_distribution(parameter: Parameter) -> BaseDistribution:
     """The Optuna distribution of one TuningJob parameter."""
     if parameter.type == "categorical":
         return CategoricalDistribution(list(parameter.choices))
+    low, high = parameter.bounds()
     if parameter.type == "int":
-        return IntDistribution(int(parameter.low), int(parameter.high), log=parameter.log,
-                               step=int(parameter.step or 1))
-    return FloatDistribution(float(parameter.low), float(parameter.high), log=parameter.log,
+        return IntDistribution(int(low), int(high), log=parameter.log, step=int(parameter.step or 1))
+    return FloatDistribution(float(low), float(high), log=parameter.log,
                              step=None if parameter.step is None else float(parameter.step))
 
 

@@ -46,6 +46,12 @@ class TrialRecord:
     finished_at: float | None = None
     system_attrs: dict[str, Any] = field(default_factory=dict)
 
+    def objective_values(self) -> list[float]:
+        """The objective values of a succeeded trial (a succeeded record always holds them)."""
+        if self.values is None:
+            raise ValueError(f"trial {self.number} ({self.state.value}) has no objective values")
+        return self.values
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (intermediate steps become string keys, as JSON requires)."""
         data = asdict(self)

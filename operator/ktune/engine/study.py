@@ -146,11 +146,9 @@ class Engine:
         return optuna.create_study(study_name=f"{study_name}-pruning", pruner=self._pruner(),
                                    direction=self.spec.objectives[index].direction)
 
-    def _pruning_value(self, record: TrialRecord) -> float | None:
+    def _pruning_value(self, record: TrialRecord) -> float:
         """The pruning metric's final value of a succeeded trial (the shadow study's objective)."""
-        if record.values is None:
-            return None
-        return record.values[self.spec.objective_metrics.index(self._intermediate_metric)]
+        return record.objective_values()[self.spec.objective_metrics.index(self._intermediate_metric)]
 
     def _frozen(self, record: TrialRecord, *, shadow: bool, imported: bool = False) -> optuna.trial.FrozenTrial:
         """The Optuna trial a record stands for, in the main study or the shadow pruning study."""
@@ -243,8 +241,11 @@ class Engine:
             self._started_at = now
         return record
 
-    def report(self, number: int, step: int, metrics: Mapping[str, float]) -> bool:
-        """Record a running trial's metrics at `step`; True when the pruner says to stop it now."""
+    def report(self, number: int, step: int | float, metrics: Mapping[str, float]) -> bool:
+        """Record a running trial's metrics at `step`; True when the pruner says to stop it now.
+
+        `step` is a whole number; a float such as 3.0 (as JSON may carry it) counts as 3, others are ignored.
+        """
         record = self.record(number)
         if record.state is not TrialState.RUNNING:
             return False
@@ -326,8 +327,9 @@ class Engine:
             return None
         best = None
         for record in self._succeeded():
-            value = record.values[0]
-            if best is None or (value > best.values[0] if self._maximize[0] else value < best.values[0]):
+            value = record.objective_values()[0]
+            if best is None or (value > best.objective_values()[0] if self._maximize[0]
+                                else value < best.objective_values()[0]):
                 best = record
         return best
 
@@ -338,14 +340,15 @@ class Engine:
             best = self.best_trial
             return [] if best is None else [best]
         done = self._succeeded()
-        return [r for r in done if not any(dominates(o.values, r.values, self._maximize) for o in done)]
+        return [r for r in done
+                if not any(dominates(o.objective_values(), r.objective_values(), self._maximize) for o in done)]
 
     def _goal_reached(self) -> FinishDecision | None:
         objective = self.spec.objectives[0]
         best = self.best_trial
         if objective.goal is None or best is None:
             return None
-        value = best.values[0]
+        value = best.objective_values()[0]
         if (value >= objective.goal) if self._maximize[0] else (value <= objective.goal):
             sign = ">=" if self._maximize[0] else "<="
             return FinishDecision("GoalReached", f"trial {best.number} reached {objective.metric}={value:g} "

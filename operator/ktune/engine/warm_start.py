@@ -64,8 +64,9 @@ def _imported(spec: JobSpec, record: TrialRecord, number: int) -> TrialRecord | 
     params = {name: _fitted(by_name[name], value) for name, value in record.params.items()}
     if not all(value_in_space(by_name[name], value) for name, value in params.items()):
         return None
-    values = [record.metrics.get(metric) for metric in spec.objective_metrics]
-    if any(value is None or not math.isfinite(value) for value in values):
+    measured = [record.metrics.get(metric) for metric in spec.objective_metrics]
+    values = [value for value in measured if value is not None and math.isfinite(value)]
+    if len(values) < len(measured):
         return None
     return TrialRecord(number=number, params=params, state=TrialState.SUCCEEDED, values=values,
                        metrics=dict(record.metrics), started_at=record.started_at, finished_at=record.finished_at)

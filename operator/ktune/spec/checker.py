@@ -10,7 +10,7 @@ import difflib
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from ktune.spec.model import MAX_NAME_LENGTH
 
@@ -82,13 +82,14 @@ class Checker:
             self.problem(path, rule)
         return len(self.problems) == count
 
-    def mapping(self, value: Any, path: str) -> Mapping[str, Any] | None:
+    def mapping(self, value: Any, path: str) -> Mapping[Any, Any] | None:
+        """The value if it is a mapping (its keys are whatever the YAML held: not only strings)."""
         if isinstance(value, Mapping):
             return value
         self.problem(path, f"must be a mapping (got {show(value)})")
         return None
 
-    def known_fields(self, value: Mapping[str, Any], path: str, allowed: Sequence[str],
+    def known_fields(self, value: Mapping[Any, Any], path: str, allowed: Sequence[str],
                      context: str = "") -> None:
         for key in value:
             if key not in allowed:
@@ -110,7 +111,7 @@ class Checker:
             return False
         return True
 
-    def enum(self, value: Any, path: str, allowed: Sequence[str]) -> bool:
+    def enum(self, value: Any, path: str, allowed: Sequence[str]) -> TypeGuard[str]:
         if isinstance(value, str) and value in allowed:
             return True
         self.problem(path, f"must be one of {', '.join(allowed)} (got {show(value)}){did_you_mean(value, allowed)}")

@@ -107,9 +107,10 @@ def check_objectives(check: Checker, spec: Mapping[str, Any]) -> list[dict[str, 
     if len(raw) < 2:
         check.problem("spec.objectives", f"needs at least 2 objectives; use objective for one (got {len(raw)})")
         return None
-    objectives = [_check_objective(check, item, f"spec.objectives[{i}]", allow_goal=False)
-                  for i, item in enumerate(raw)]
-    if any(objective is None for objective in objectives):
+    checked = [_check_objective(check, item, f"spec.objectives[{i}]", allow_goal=False)
+               for i, item in enumerate(raw)]
+    objectives = [objective for objective in checked if objective is not None]
+    if len(objectives) < len(checked):
         return None
     seen: set[str] = set()
     for i, objective in enumerate(objectives):

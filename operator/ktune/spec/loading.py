@@ -80,8 +80,9 @@ def _check_and_fill(obj: Any, rules: AlgorithmRules) -> tuple[list[str], TuningJ
         check_hour_budgets(check, budget, trial)
     warm_start = check_warm_start(check, spec["warmStart"], typed_parameters, budget) if "warmStart" in spec \
         else copy.deepcopy(DEFAULTS["warmStart"])
-    parts = (name, objectives, metrics, typed_parameters, sampler, pruner, budget, trial, source, warm_start, suspend)
-    if check.problems or any(part is None for part in parts):
+    if (check.problems or name is None or objectives is None or metrics is None or typed_parameters is None
+            or sampler is None or pruner is None or budget is None or trial is None or source is None
+            or warm_start is None or suspend is None):
         return check.problems, None
     filled_spec = {"objective" if len(objectives) == 1 else "objectives":
                    objectives[0] if len(objectives) == 1 else objectives,

@@ -67,6 +67,12 @@ class Parameter:
     step: float | int | None = None
     choices: tuple[Any, ...] = ()
 
+    def bounds(self) -> tuple[float, float]:
+        """`low` and `high` of a float or int parameter (a categorical one has neither)."""
+        if self.low is None or self.high is None:
+            raise ValueError(f"parameter {self.name}: a {self.type} parameter has no low and high")
+        return self.low, self.high
+
 
 @dataclass(frozen=True)
 class SamplerSpec:

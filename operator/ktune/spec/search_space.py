@@ -166,7 +166,8 @@ def check_parameters(check: Checker, spec: Mapping[str, Any]) -> list[dict[str, 
             parameters[i] = None
         else:
             names[parameter["name"]] = i
-    return None if any(p is None for p in parameters) else parameters
+    checked = [parameter for parameter in parameters if parameter is not None]
+    return None if len(checked) < len(parameters) else checked
 
 
 def parameters_from(filled: list[dict[str, Any]]) -> tuple[Parameter, ...]:
@@ -185,11 +186,12 @@ def value_in_space(parameter: Parameter, value: Any) -> bool:
         return any(value == choice and type(value) is type(choice) for choice in parameter.choices)
     if not is_number(value) or (parameter.type == "int" and not float(value).is_integer()):
         return False
-    if not parameter.low <= value <= parameter.high:
+    low, high = parameter.bounds()
+    if not low <= value <= high:
         return False
     if parameter.step is None:
         return True
-    steps = (value - parameter.low) / parameter.step
+    steps: float = (value - low) / parameter.step
     return abs(steps - round(steps)) <= 1e-9 * max(1.0, abs(steps))
 
 

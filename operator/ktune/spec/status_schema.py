@@ -86,6 +86,10 @@ def trial_schema() -> Schema:
                     "tuningJob": string("The TuningJob this trial belongs to."),
                     "number": integer("The trial's number in its job (0, 1, ...).", minimum=0),
                     "params": free_form("The parameter values the sampler chose."),
+                    "startTime": string("When the trial was asked for (RFC 3339).", format="date-time"),
+                    "systemAttrs": string("What the sampler wrote on the trial when it chose the parameters (JSON: "
+                                          "grid ids, CMA-ES and NSGA-II state), for a study rebuilt after a "
+                                          "restart."),
                 },
                 required=["tuningJob", "number"],
                 **{"x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "spec is immutable"}]},
