@@ -2,7 +2,7 @@
 
 ok: serves metrics and reports score 0.5; crash: raises (exit 1, traceback in the log); nan: reports NaN
 as the objective; oom: exits 137 as when SIGKILLed (, which the test node agent reports as OOMKilled, as the
-kubelet does for the OOM killer); missing: reports only `loss`, not the objective; silent: never serves
+kubelet does for the OOM killer); missing: serves and reports only `loss`, not the objective; silent: never serves
 metrics and never ends.
 """
 
@@ -14,9 +14,9 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 
-def serve_metrics(score: float) -> None:
+def serve_metrics(metric: str, value: float) -> None:
     registry = CollectorRegistry()
-    Gauge("ktune_trial_metric", "trial metric", ["metric"], registry=registry).labels("score").set(score)
+    Gauge("ktune_trial_metric", "trial metric", ["metric"], registry=registry).labels(metric).set(value)
     Gauge("ktune_trial_step", "step", registry=registry).set(1)
     start_http_server(int(os.environ["KTUNE_METRICS_PORT"]), addr=os.environ["KTUNE_METRICS_HOST"],
                       registry=registry)
@@ -26,7 +26,11 @@ def main() -> None:
     mode = os.environ["KTUNE_PARAM_MODE"]
     if mode == "silent":
         time.sleep(3600)
-    serve_metrics(0.5)
+    # `missing` never mentions the objective: the final metrics are the last served values under its result.
+    if mode == "missing":
+        serve_metrics("loss", 0.1)
+    else:
+        serve_metrics("score", 0.5)
     time.sleep(1.0)
     if mode == "crash":
         raise RuntimeError("the trainer crashed on purpose")

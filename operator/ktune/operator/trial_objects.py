@@ -44,7 +44,8 @@ class TrialObjects:
 
     def trial_created(self, record: TrialRecord) -> bool:
         try:
-            trial = self.cluster.create_trial(self.namespace, trial_manifest(self.body, record.number, record.params))
+            manifest = trial_manifest(self.body, record.number, record.params, record.started_at, record.system_attrs)
+            trial = self.cluster.create_trial(self.namespace, manifest)
         except AlreadyExists:
             # Someone else (another operator) made this trial: start over from what the API holds.
             log.warning("%s: trial %d exists already; rebuilding from the API", self.job_name, record.number)

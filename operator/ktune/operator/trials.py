@@ -17,9 +17,20 @@ TRIAL_API_VERSION = f"{contract.API_GROUP}/{contract.API_VERSION}"
 PARAMS_SUMMARY_LIMIT = 200
 
 
-def trial_manifest(tuningjob: Mapping[str, Any], number: int, params: Mapping[str, Any]) -> dict[str, Any]:
-    """A new Trial object for trial `number` of `tuningjob` (the TuningJob API object), owned by that job."""
+def trial_manifest(tuningjob: Mapping[str, Any], number: int, params: Mapping[str, Any],
+                   started_at: float | None = None, system_attrs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A new Trial object for trial `number` of `tuningjob` (the TuningJob API object), owned by that job.
+
+    What a rebuilt study needs of a trial that was just asked for (when it started, what the sampler wrote on
+    it: grid ids, CMA-ES and NSGA-II state) is part of the object's creation, so an operator killed before
+    the first status write loses none of it.
+    """
     job_name = tuningjob["metadata"]["name"]
+    spec: dict[str, Any] = {"tuningJob": job_name, "number": number, "params": dict(params)}
+    if started_at is not None:
+        spec["startTime"] = rfc3339(started_at)
+    if system_attrs:
+        spec["systemAttrs"] = json.dumps(dict(system_attrs), sort_keys=True)
     return {
         "apiVersion": TRIAL_API_VERSION,
         "kind": contract.TRIAL_KIND,
@@ -29,7 +40,7 @@ def trial_manifest(tuningjob: Mapping[str, Any], number: int, params: Mapping[st
             "labels": trial_labels(job_name, number),
             "ownerReferences": [owner_reference(tuningjob)],
         },
-        "spec": {"tuningJob": job_name, "number": number, "params": dict(params)},
+        "spec": spec,
     }
 
 
@@ -68,9 +79,9 @@ def record_from_trial(trial: Mapping[str, Any]) -> TrialRecord:
         metrics={name: _number(value) for name, value in (status.get("metrics") or {}).items()},
         reason=status.get("reason"),
         message=status.get("message"),
-        started_at=epoch(status.get("startTime")),
+        started_at=epoch(status.get("startTime") or spec.get("startTime")),
         finished_at=epoch(status.get("finishTime")),
-        system_attrs=json.loads(status["systemAttrs"]) if status.get("systemAttrs") else {},
+        system_attrs=json.loads(status.get("systemAttrs") or spec.get("systemAttrs") or "{}"),
     )
 
 
