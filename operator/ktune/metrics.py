@@ -8,6 +8,7 @@ and the operator read trials through this module, so the two backends see the sa
 
 import json
 import math
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,6 +25,12 @@ METRIC_LABEL = "metric"
 PROMETHEUS_LABEL_TUNINGJOB = "tuningjob"
 PROMETHEUS_LABEL_TRIAL = "trial"
 PROMETHEUS_LABEL_NAMESPACE = "namespace"
+
+
+MAX_RESPONSE_BYTES = 1024 * 1024
+"""A `/metrics` page or Prometheus answer larger than this is refused: a trial's page is a few KiB."""
+MAX_STEP = 2**63 - 1
+"""Steps are stored as 64-bit integers (Optuna, the Trial resource): a larger one is refused."""
 
 
 class MetricsError(ValueError):
@@ -53,17 +60,39 @@ def parse_exposition(text: str) -> TrialMetrics:
                 if sample.name == TRIAL_METRIC_GAUGE and METRIC_LABEL in sample.labels:
                     values[sample.labels[METRIC_LABEL]] = float(sample.value)
                 elif sample.name == TRIAL_STEP_GAUGE and math.isfinite(sample.value):
-                    step = int(sample.value)
+                    step = _step(sample.value)
     except ValueError as error:
         raise MetricsError(f"metrics page is not valid Prometheus text: {error}") from error
     return TrialMetrics(values=values, step=step)
 
 
+def _step(value: float) -> int:
+    if not 0 <= value <= MAX_STEP:
+        raise MetricsError(f"{TRIAL_STEP_GAUGE} must be a whole number from 0 to 2^63-1 (got {value:g})")
+    return int(value)
+
+
+def read_bounded(url: str, timeout: float, max_bytes: int = MAX_RESPONSE_BYTES) -> bytes:
+    """GET `url` within `timeout` seconds in all and at most `max_bytes`: a server that trickles its answer or
+    sends too much never holds a reconcile worker longer (OSError otherwise, as for a connection that fails)."""
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    size = 0
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        while chunk := response.read1(65536):
+            size += len(chunk)
+            if size > max_bytes:
+                raise OSError(f"the answer is larger than {max_bytes} bytes")
+            if time.monotonic() > deadline:
+                raise OSError(f"the answer took longer than {timeout:g} s")
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def scrape(url: str, timeout: float) -> TrialMetrics:
     """GET a trial's `/metrics` page and parse it; MetricsError when it cannot be reached or read."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            text = response.read().decode("utf-8")
+        text = read_bounded(url, timeout).decode("utf-8", errors="replace")
     except (OSError, urllib.error.URLError) as error:
         raise MetricsError(f"cannot scrape {url}: {error}") from error
     return parse_exposition(text)
@@ -86,8 +115,7 @@ def query_prometheus(
     query = "{" + ",".join(selectors) + "}"
     url = base_url.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": query})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            body = json.loads(response.read().decode("utf-8"))
+        body = json.loads(read_bounded(url, timeout).decode("utf-8", errors="replace"))
     except (OSError, urllib.error.URLError) as error:
         raise MetricsError(f"cannot query Prometheus at {base_url}: {error}") from error
     except json.JSONDecodeError as error:
@@ -117,7 +145,7 @@ def _metrics_from_query_result(body: object, base_url: str) -> TrialMetrics:
             if name not in newest or sample[0] >= newest[name][0]:
                 newest[name] = sample
     values = {name: value for name, (_, value) in newest.items()}
-    step_value = int(step[1]) if step is not None and math.isfinite(step[1]) else None
+    step_value = _step(step[1]) if step is not None and math.isfinite(step[1]) else None
     return TrialMetrics(values=values, step=step_value)
 
 

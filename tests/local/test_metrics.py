@@ -10,7 +10,15 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, start_http_server
 
 from ktune.local.processes import free_port
-from ktune.metrics import MetricsError, metrics_url, parse_exposition, parse_result, query_prometheus, scrape
+from ktune.metrics import (
+    MAX_RESPONSE_BYTES,
+    MetricsError,
+    metrics_url,
+    parse_exposition,
+    parse_result,
+    query_prometheus,
+    scrape,
+)
 
 
 def trial_registry(values: dict[str, float], step: int | None) -> CollectorRegistry:
@@ -131,3 +139,41 @@ def test_result_json_gives_metric_numbers_including_nan():
 def test_a_result_that_breaks_the_contract_is_a_clear_metrics_error(text: str, message: str):
     with pytest.raises(MetricsError, match=message):
         parse_result(text)
+
+
+def test_a_step_beyond_64_bits_is_refused_naming_the_gauge():
+    page = "ktune_trial_step 1e30\n"
+    with pytest.raises(MetricsError, match="ktune_trial_step must be a whole number from 0 to 2\\^63-1"):
+        parse_exposition(page)
+
+
+def test_a_metrics_page_that_is_too_large_or_too_slow_is_refused_and_holds_no_worker(tmp_path):
+    import http.server
+    import threading
+    import time
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            if self.path == "/big":
+                self.wfile.write(b"# x\n" * (MAX_RESPONSE_BYTES // 4 + 10))
+            else:  # a byte every 0.2 s: each read answers, the whole never ends in time
+                for _ in range(50):
+                    self.wfile.write(b"#")
+                    self.wfile.flush()
+                    time.sleep(0.2)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(MetricsError, match="larger than"):
+            scrape(f"{base}/big", timeout=5.0)
+        with pytest.raises(MetricsError, match="took longer than 1 s"):  # the page would take 10 s in all
+            scrape(f"{base}/slow", timeout=1.0)
+    finally:
+        server.shutdown()

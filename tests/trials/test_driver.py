@@ -10,7 +10,7 @@ from ktune.algorithms import load_tuningjob
 from ktune.engine import JOB_STOPPED, Engine, TrialRecord, TrialState
 from ktune.metrics import MetricsError, TrialMetrics
 from ktune.trials.backend import LaunchDeferred, LaunchRefused, Observation, Phase
-from ktune.trials.driver import DriverSettings, TrialDriver
+from ktune.trials.driver import MAX_METRICS_KEPT, DriverSettings, TrialDriver
 
 JOB: dict[str, Any] = {
     "apiVersion": "ktune.dev/v1alpha1",
@@ -337,3 +337,16 @@ def test_without_launching_a_pass_starts_nothing_new_but_lets_running_trials_fin
     assert "created 1" not in events.lines
     driver.advance(backend, now=2.0)
     assert "created 1" in events.lines
+
+
+def test_a_trainer_inventing_a_metric_name_per_step_keeps_at_most_the_cap_with_the_objective_first():
+    driver, _ = driver_for()
+    backend = ScriptedBackend()
+    driver.advance(backend, now=0.0)
+    for step in range(1, 201):
+        backend.attempts[0, 1].metrics = TrialMetrics({f"a{step:03d}": 1.0, "ndcg_at_10": 0.1 * (step % 5)}, step=step)
+        driver.advance(backend, now=float(step))
+    ended(backend, 0, 1, Observation(Phase.SUCCEEDED, result='{"zz_final": 2.0, "ndcg_at_10": 0.7}'))
+    driver.advance(backend, now=300.0)
+    metrics = driver.engine.record(0).metrics
+    assert len(metrics) == MAX_METRICS_KEPT and metrics["ndcg_at_10"] == 0.7

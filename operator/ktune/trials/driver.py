@@ -36,6 +36,9 @@ from ktune.trials.backend import (
     TrialEvents,
 )
 
+MAX_METRICS_KEPT = 64
+"""Metric names kept per trial: the job's own (objectives and spec.metrics) always, others up to this many, so that
+a trainer inventing a name per step cannot grow a Trial past what the API server stores."""
 INVALID_RESULT = "InvalidResult"
 METRICS_UNAVAILABLE = "MetricsUnavailable"
 NODE_LOST = "NodeLost"
@@ -196,16 +199,31 @@ class TrialDriver:
 
     def _heard(self, backend: Backend, live: LiveTrial, reading: TrialMetrics, now: float) -> None:
         """New values: keep them for the final metrics; a new step goes to the pruner, which may stop it."""
-        live.last_metrics.update(reading.values)
+        values = self._bounded(live.last_metrics, reading.values)
+        live.last_metrics.update(values)
         if reading.step is None or (live.last_step is not None and reading.step <= live.last_step):
             return
         live.last_step = reading.step
-        if not self.engine.report(live.number, reading.step, reading.values):
+        if not self.engine.report(live.number, reading.step, values):
             self.events.trial_reported(live.number, reading.step)
             return
         record = self.engine.tell_pruned(live.number, now=now)
         self.events.trial_finished(record, live.attempt, live.last_step)  # the outcome is kept before the stop
         self._stop(backend, live)
+
+    def _bounded(self, kept: Mapping[str, float], new: Mapping[str, float]) -> dict[str, float]:
+        """The values of `new` to keep beside `kept`: names already kept and the job's own always, other new
+        names while fewer than MAX_METRICS_KEPT are kept (so the set of names a trial keeps only grows)."""
+        own = set(self.engine.spec.recorded_metrics)
+        room = MAX_METRICS_KEPT - len(kept)
+        values = {}
+        for name, value in new.items():
+            if name in kept or name in own:
+                values[name] = value
+            elif room > 0:
+                values[name] = value
+                room -= 1
+        return values
 
     def _succeeded(self, backend: Backend, live: LiveTrial, seen: Observation, now: float) -> None:
         try:
@@ -213,7 +231,8 @@ class TrialDriver:
         except MetricsError as error:
             record = self.engine.tell_failed(live.number, INVALID_RESULT, f"{seen.result_source}: {error}", now=now)
         else:
-            record = self.engine.tell_succeeded(live.number, {**live.last_metrics, **written}, now=now)
+            final = {**live.last_metrics, **self._bounded(live.last_metrics, written)}
+            record = self.engine.tell_succeeded(live.number, final, now=now)
         self._finished(backend, live, record)
 
     def _attempt_failed(self, backend: Backend, live: LiveTrial, reason: str, message: str, now: float) -> None:
