@@ -16,10 +16,13 @@ import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ktune_trainer.data import DataError, load_data, write_rows
 from ktune_trainer.report import ReportError, TrialReporter, param_env_name
+
+if TYPE_CHECKING:  # imports torch: only the commands that train import it at run time
+    from ktune_trainer.training import TrainingConfig
 
 EXIT_BAD_INPUT = 2
 EXIT_NON_FINITE = 3
@@ -166,7 +169,7 @@ def apply_param_env(parser: argparse.ArgumentParser, argv: Sequence[str], enviro
     subparser.set_defaults(**defaults)
 
 
-def training_config(args: argparse.Namespace):
+def training_config(args: argparse.Namespace) -> TrainingConfig:
     from ktune_trainer.training import TrainingConfig
 
     return TrainingConfig(

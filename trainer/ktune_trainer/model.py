@@ -11,13 +11,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 TINY_BERT = "tiny-bert"
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 # Small enough for a trial to train in about a minute on two CPU cores, big enough to learn
 # synonyms and categories that BM25 cannot see.
-TINY_BERT_SIZE = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128}
+class _BertSize(TypedDict):
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+
+
+TINY_BERT_SIZE: _BertSize = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                              "intermediate_size": 128}
 # BERT's usual 0.02 leaves a model this small on a long plateau before it learns to match query
 # tokens with product tokens; a wider initialisation breaks that symmetry within a few hundred steps.
 TINY_BERT_INITIALIZER_RANGE = 0.2
@@ -84,11 +92,11 @@ def build_tiny_bert(texts: Iterable[str], max_length: int, dropout: float) -> Ra
         max_position_embeddings=max_length,
         hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout,
-        num_labels=1,
         pad_token_id=tokenizer.pad_token_id,
         initializer_range=TINY_BERT_INITIALIZER_RANGE,
         **TINY_BERT_SIZE,
     )
+    config.num_labels = 1  # a property of every config (transformers 5 declares no such constructor argument)
     return Ranker(BertForSequenceClassification(config), tokenizer, TINY_BERT)
 
 

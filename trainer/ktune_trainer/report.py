@@ -29,6 +29,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
@@ -84,7 +85,7 @@ class TrialReporter:
         # An own registry: the default one would also expose process/GC series of whoever imports us.
         self._metric = Gauge(TRIAL_METRIC_GAUGE, "Latest value of a trial metric", ["metric"], registry=self.registry)
         self._step = Gauge(TRIAL_STEP_GAUGE, "Step the latest metric values belong to", registry=self.registry)
-        self._server = None
+        self._server: WSGIServer | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TrialReporter:

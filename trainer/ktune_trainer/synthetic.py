@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field, replace
+from typing import TypedDict
 
 from ktune_trainer.catalog_vocabulary import (
     ACCESSORY_DEPARTMENTS,
@@ -94,13 +95,21 @@ def _meets_constraints(query: Query, product: Product) -> bool:
     return all(product_attributes.get(name) == value for name, value in query.attributes)
 
 
+class _Fixed(TypedDict, total=False):
+    """What a minted product must have (an unset or empty field is drawn at random)."""
+
+    brand: str | None
+    color: str | None
+    attributes: dict[str, str]
+
+
 @dataclass
 class _Catalog:
     rng: random.Random
     products: list[Product] = field(default_factory=list)
     by_category: dict[str, list[Product]] = field(default_factory=dict)
 
-    def mint(self, category: str, fixed: dict[str, object] | None = None, title_suffix: str = "") -> Product:
+    def mint(self, category: str, fixed: _Fixed | None = None, title_suffix: str = "") -> Product:
         """A new product of `category`; `fixed` pins brand, color or attributes."""
         fixed = fixed or {}
         rng = self.rng
@@ -187,11 +196,12 @@ def _pick(rng: random.Random, pool: list[Product], count: int, taken: set[str]) 
     return chosen
 
 
-def _broken_constraint(rng: random.Random, query: Query) -> dict[str, object]:
+def _broken_constraint(rng: random.Random, query: Query) -> _Fixed:
     """Fixed fields for a same-category product that breaks one stated constraint (a Substitute)."""
     department = CATEGORY_BY_NAME[query.category].department
-    fixed: dict[str, object] = {"brand": query.brand, "color": query.color, "attributes": dict(query.attributes)}
-    stated = [key for key in ("brand", "color") if fixed[key]] + [f"attr:{name}" for name, _ in query.attributes]
+    fixed: _Fixed = {"brand": query.brand, "color": query.color, "attributes": dict(query.attributes)}
+    stated = [key for key, value in (("brand", query.brand), ("color", query.color)) if value] + [
+        f"attr:{name}" for name, _ in query.attributes]
     broken = rng.choice(stated)
     if broken == "brand":
         fixed["brand"] = rng.choice([b for b in DEPARTMENT_BRANDS[department] if b != query.brand])
@@ -216,7 +226,7 @@ def _candidates(rng: random.Random, catalog: _Catalog, query: Query, target: Pro
     category = CATEGORY_BY_NAME[query.category]
     taken = {target.product_id}
     chosen: list[Product] = [target]
-    fixed_exact = {"brand": query.brand, "color": query.color, "attributes": dict(query.attributes)}
+    fixed_exact: _Fixed = {"brand": query.brand, "color": query.color, "attributes": dict(query.attributes)}
 
     same = catalog.by_category.get(query.category, [])
     exact_pool = [p for p in same if esci_label(query, p) == "E"]
@@ -257,7 +267,7 @@ def _candidates(rng: random.Random, catalog: _Catalog, query: Query, target: Pro
     irrelevant: list[Product] = []
     while len(irrelevant) < wanted["I"]:
         other = rng.choice(unrelated)
-        fixed: dict[str, object] = {}
+        fixed: _Fixed = {}
         if query.color and rng.random() < 0.5:
             fixed["color"] = query.color
         if query.brand and query.brand in DEPARTMENT_BRANDS[CATEGORY_BY_NAME[other].department]:

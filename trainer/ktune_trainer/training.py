@@ -97,7 +97,8 @@ def capped_groups(groups: Sequence[QueryGroup], max_pairs: int | None, seed: int
         return tuple(groups)
     order = list(range(len(groups)))
     random.Random(seed).shuffle(order)
-    chosen, pairs = [], 0
+    chosen: list[int] = []
+    pairs = 0
     for index in order:
         if chosen and pairs + len(groups[index]) > max_pairs:
             continue
@@ -106,7 +107,8 @@ def capped_groups(groups: Sequence[QueryGroup], max_pairs: int | None, seed: int
     return tuple(groups[index] for index in sorted(chosen))
 
 
-def linear_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
+def linear_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int,
+                    total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warmup from 0 to the peak rate, then linear decay to 0 at the last step."""
 
     def factor(step: int) -> float:
@@ -118,7 +120,8 @@ def linear_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_s
 
 
 def adamw(model: torch.nn.Module, learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue

@@ -74,7 +74,7 @@ def parameter_name(katib_name: str) -> str:
     return name if name[:1].isalpha() else f"p_{name}"
 
 
-def convert_experiment(experiment: Mapping[str, Any]) -> Conversion:
+def convert_experiment(experiment: Any) -> Conversion:
     """Convert one parsed Katib `Experiment` object; raises KatibError when it is not one."""
     if not isinstance(experiment, Mapping) or experiment.get("kind") != "Experiment":
         raise KatibError("not a Katib Experiment: expected `kind: Experiment`")
@@ -180,9 +180,15 @@ def _parameter(param: Mapping[str, Any], index: int, notes: list[str], renamed: 
 def _whole_steps_high(low: float, high: float, step: float) -> float:
     """The largest value low + k*step that is <= high, rounded to the step's precision (as Optuna does)."""
     steps = int((high - low) / step + 1e-9)
-    decimals = max(0, -Decimal(str(step)).as_tuple().exponent, -Decimal(str(low)).as_tuple().exponent)
+    decimals = max(0, _decimals(step), _decimals(low))
     value = round(low + steps * step, decimals)
     return int(value) if isinstance(high, int) else value
+
+
+def _decimals(value: float) -> int:
+    """Digits after the decimal point of a finite number as written (0.25 -> 2)."""
+    exponent = Decimal(str(value)).as_tuple().exponent
+    return -exponent if isinstance(exponent, int) else 0  # a str exponent marks NaN or infinity
 
 
 def _number(value: Any, path: str) -> float:

@@ -95,7 +95,7 @@ def run_job(args: argparse.Namespace) -> int:
     journal = options.output_dir / "optuna-journal.log"
     print(f"Results: {options.output_dir}/ (trials.csv, best.json, plots/, trials/<n>/log.txt)")
     print(f"Dashboard: optuna-dashboard {journal}")
-    if outcome.interrupted:
+    if outcome.decision is None:  # interrupted
         print(f"Interrupted. Continue with: ktune run {args.file} --resume" + (
             f" --output {args.output}" if args.output else ""
         ))

@@ -46,13 +46,13 @@ class LocalContainer:
 
 def local_container(template: Mapping[str, Any]) -> LocalContainer:
     """The trial template's first container, checked for what `ktune run` can honour."""
-    spec = template.get("spec") if isinstance(template, Mapping) else None
+    spec = template.get("spec")
     containers = spec.get("containers") if isinstance(spec, Mapping) else None
     if not isinstance(containers, list) or not containers or not isinstance(containers[0], Mapping):
         raise LocalTemplateError(["spec.trial.template.spec.containers: needs at least one container"])
     container = containers[0]
     problems: list[str] = []
-    command = container.get("command")
+    command = container.get("command") or ()
     if not command:
         problems.append(
             f"{CONTAINER_PATH}.command: required by `ktune run` (a local process has no image entrypoint); "

@@ -98,8 +98,7 @@ class KubeCluster:
             auth_settings=["BearerToken"],
         )
         response = self._client.call_api(method, url, headers, body, _request_timeout=self._timeout)
-        response.read()
-        text = (response.data or b"{}").decode("utf-8")
+        text = (response.read() or b"{}").decode("utf-8")
         if not 200 <= response.status <= 299:
             try:
                 message = json.loads(text).get("message", text)

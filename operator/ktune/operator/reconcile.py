@@ -292,7 +292,8 @@ class JobReconciler:
         force-delete such pods stuck Terminating on a lost node."""
         held = state.driver.live_attempts()
         for name, pod in pods.items():
-            if pod_finished(pod) or held.get(_pod_trial(pod)) == pod_attempt(pod):
+            trial = _pod_trial(pod)
+            if pod_finished(pod) or (trial is not None and held.get(trial) == pod_attempt(pod)):
                 continue
             if pod["metadata"].get("deletionTimestamp"):
                 overdue = now - (epoch(pod["metadata"]["deletionTimestamp"]) or now)

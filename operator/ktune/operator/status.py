@@ -46,7 +46,7 @@ def set_condition(
             "status": text,
             "reason": reason,
             "message": message,
-            "lastTransitionTime": now if changed else previous.get("lastTransitionTime", now),
+            "lastTransitionTime": now if changed or previous is None else previous.get("lastTransitionTime", now),
             "observedGeneration": generation,
         }
     )

@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -237,7 +238,7 @@ class Telemetry:
             ["operation"], registry=self.registry)
         Gauge("ktune_build_info", "The running ktune version (always 1).", ["version"],
               registry=self.registry).labels(__version__).set(1)
-        self._server = None
+        self._server: WSGIServer | None = None
 
     def observe_job(
         self,

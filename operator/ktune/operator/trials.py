@@ -7,7 +7,7 @@ import json
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from ktune import contract
 from ktune.engine import TrialRecord, TrialState
@@ -96,6 +96,10 @@ def params_summary(params: Mapping[str, Any]) -> str:
     return text if len(text) <= PARAMS_SUMMARY_LIMIT else text[: PARAMS_SUMMARY_LIMIT - 3] + "..."
 
 
+@overload
+def rfc3339(timestamp: float) -> str: ...
+@overload
+def rfc3339(timestamp: float | None) -> str | None: ...
 def rfc3339(timestamp: float | None) -> str | None:
     """An epoch timestamp as Kubernetes writes times (seconds precision, UTC)."""
     if timestamp is None:
