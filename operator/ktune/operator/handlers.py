@@ -100,29 +100,29 @@ def build_registry(settings: OperatorSettings, cluster: PodCache, telemetry: Tel
     operator_settings = settings
 
     @kopf.index(*POD_RESOURCE, labels=job_label, id="trial_pods", registry=registry)
-    async def trial_pods(namespace: str, labels: Mapping[str, str], body: kopf.Body,
+    async def trial_pods(namespace: str | None, labels: Mapping[str, str], body: kopf.Body,
                          **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
-        return {(namespace, labels[contract.LABEL_TUNINGJOB]): plain(body)}
+        return {(namespace or "", labels[contract.LABEL_TUNINGJOB]): plain(body)}
 
     @kopf.on.event(*POD_RESOURCE, labels=job_label, registry=registry)
-    async def wake_on_pod(type: str | None, namespace: str, labels: Mapping[str, str], body: kopf.Body,
+    async def wake_on_pod(type: str | None, namespace: str | None, labels: Mapping[str, str], body: kopf.Body,
                           **_: Any) -> None:
         # kopf updates the index before it calls this, so the pass woken here sees the pod as the event shows it.
         if pod_milestones.changed(type, body["metadata"]["uid"], pod_milestone(body)):
-            wakeups.wake(namespace, labels[contract.LABEL_TUNINGJOB])
+            wakeups.wake(namespace or "", labels[contract.LABEL_TUNINGJOB])
 
     @kopf.on.event(*TRIAL_RESOURCE, labels=job_label, registry=registry)
-    async def wake_on_trial(type: str | None, namespace: str, labels: Mapping[str, str], body: kopf.Body,
+    async def wake_on_trial(type: str | None, namespace: str | None, labels: Mapping[str, str], body: kopf.Body,
                             **_: Any) -> None:
         if trial_milestones.changed(type, body["metadata"]["uid"], trial_milestone(body)):
-            wakeups.wake(namespace, labels[contract.LABEL_TUNINGJOB])
+            wakeups.wake(namespace or "", labels[contract.LABEL_TUNINGJOB])
 
     @kopf.on.event(*TUNINGJOB_RESOURCE, registry=registry)
-    async def wake_on_job(type: str | None, namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
+    async def wake_on_job(type: str | None, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
         if type == "DELETED":
-            telemetry.forget_job(namespace, name)
+            telemetry.forget_job(namespace or "", name)
         elif job_spec_unhandled(body):
-            wakeups.wake(namespace, name)
+            wakeups.wake(namespace or "", name)
 
     def reconcile_once(reconciler: JobReconciler, body: dict[str, Any]) -> None:
         with telemetry.time_reconcile():
@@ -135,10 +135,10 @@ def build_registry(settings: OperatorSettings, cluster: PodCache, telemetry: Tel
 
     @kopf.daemon(*TUNINGJOB_RESOURCE, id="reconcile", when=needs_reconciling,
                  cancellation_polling=DAEMON_EXIT_POLLING_SECONDS, registry=registry)
-    async def reconcile_tuningjob(namespace: str, name: str, body: kopf.Body, memo: kopf.Memo,
-                                  trial_pods: kopf.Index, stopped: kopf.DaemonStopped, logger: logging.Logger,
-                                  **_: Any) -> None:
-        cluster.attach(trial_pods)
+    async def reconcile_tuningjob(namespace: str | None, name: str, body: kopf.Body, memo: Any,
+                                  stopped: kopf.DaemonStopped, logger: logging.Logger | logging.LoggerAdapter[Any],
+                                  **kwargs: Any) -> None:
+        cluster.attach(kwargs["trial_pods"])  # kopf passes each index by its id
         reconciler = memo.get("reconciler")
         if reconciler is None:
             reconciler = memo["reconciler"] = JobReconciler(cluster, operator_settings)
@@ -148,7 +148,7 @@ def build_registry(settings: OperatorSettings, cluster: PodCache, telemetry: Tel
             # The body is copied here, on the event loop, which is where kopf updates it from the watch.
             await loop.run_in_executor(passes, reconcile_once, reconciler, plain(body))
 
-        with wakeups.registered(namespace, name) as flag:
+        with wakeups.registered(namespace or "", name) as flag:
             await run_until_stopped(flag, stopped, one_pass, operator_settings.reconcile_interval_seconds, logger)
 
     return registry

@@ -3,6 +3,7 @@
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
 ENV_PREFIX = "KTUNE_OPERATOR_"
 
@@ -64,7 +65,7 @@ class OperatorSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "OperatorSettings":
         """Settings with every `KTUNE_OPERATOR_<FIELD>` variable applied; a bad value names the variable."""
         environ = os.environ if environ is None else environ
-        values: dict[str, float | int | bool | str] = {}
+        values: dict[str, Any] = {}  # each value converted to its field's type below
         for spec in fields(cls):
             variable = ENV_PREFIX + spec.name.upper()
             if variable not in environ:
