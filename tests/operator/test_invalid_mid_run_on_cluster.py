@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from ktune.operator.reconcile import INVALID_MESSAGE_LIMIT, invalid_message
+from ktune.operator.status_writer import INVALID_MESSAGE_LIMIT, invalid_message
 from tests.cluster.controlplane import Cluster
 from tests.cluster.waiting import wait_until
 from tests.operator.operator_harness import OperatorProcess, apply, condition, get, stand_in_job, trials_of

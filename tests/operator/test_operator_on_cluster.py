@@ -40,6 +40,12 @@ def test_a_kubectl_applied_tuningjob_succeeds_with_its_best_params_in_status(
     cluster: Cluster, namespace: str, operator: OperatorProcess, tmp_path: Path
 ):
     apply(cluster, stand_in_job("search", namespace, budget={"maxTrials": 4, "parallelism": 2}))
+    # Read the first trial's pod while it exists: a succeeded pod is deleted once its result is recorded.
+    def first_pod() -> dict | None:
+        return next((p for p in get(cluster, "pods", namespace)["items"] if p["metadata"]["name"] == "search-0-1"),
+                    None)
+
+    pod = wait_for(first_pod, 60, "the first trial's pod", operator)
     waited = cluster.kubectl("wait", "--for=condition=Succeeded", "tuningjob/search", "-n", namespace,
                              "--timeout=150s", check=False, timeout=160)
     assert waited.returncode == 0, waited.stderr + operator.log()[-4000:]
@@ -63,12 +69,13 @@ def test_a_kubectl_applied_tuningjob_succeeds_with_its_best_params_in_status(
     assert reasons.count("TrialStarted") == 4 and reasons.count("TrialSucceeded") == 4
     assert "TuningJobSucceeded" in reasons
 
-    pod = get(cluster, "pod", namespace, "search-0-1")
     trainer = pod["spec"]["containers"][0]
     assert trainer["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert {"name": "KTUNE_METRICS_HOST", "valueFrom": {"fieldRef": {"apiVersion": "v1",
                                                                      "fieldPath": "status.podIP"}}} in trainer["env"]
     assert pod["metadata"]["ownerReferences"][0]["name"] == "search-0"
+    wait_for(lambda: not get(cluster, "pods", namespace)["items"], 30, "the succeeded trials' pods to be deleted",
+             operator)
     assert trials[0]["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
 
     table = cluster.kubectl("get", "tuningjobs", "-n", namespace).stdout
@@ -147,8 +154,8 @@ def test_pruning_reads_the_trials_metrics_and_deletes_the_pruned_pod(
     assert all(point["value"] < 0 for point in pruned["status"]["intermediate"])
     assert kept["status"]["state"] == "Succeeded"
     pods = {pod["metadata"]["name"] for pod in get(cluster, "pods", namespace)["items"]}
-    assert pruned["status"]["podName"] not in pods
-    assert kept["status"]["podName"] in pods
+    assert pruned["status"]["podName"] not in pods  # deleted while it ran
+    assert kept["status"]["podName"] not in pods  # deleted once its success was recorded
     assert "TrialPruned" in events_of(cluster, namespace)
     assert finished["status"]["trialCounts"]["pruned"] == 1
 
@@ -166,8 +173,10 @@ def test_a_trainer_that_fails_once_is_retried_and_then_succeeds(
     assert finished["status"]["phase"] == "Succeeded"
     assert trial["status"]["state"] == "Succeeded"
     assert trial["status"]["attempts"] == 2
+    # The failed attempt's pod stays for its logs (failed_pod_retention_seconds); the succeeded one is deleted.
     assert get(cluster, "pod", namespace, "retry-0-1")["status"]["phase"] == "Failed"
-    assert get(cluster, "pod", namespace, "retry-0-2")["status"]["phase"] == "Succeeded"
+    wait_for(lambda: [p["metadata"]["name"] for p in get(cluster, "pods", namespace)["items"]] == ["retry-0-1"], 30,
+             "only the failed attempt's pod to remain", operator)
     assert "TrialRetried" in events_of(cluster, namespace)
 
 

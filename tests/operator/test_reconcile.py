@@ -7,8 +7,9 @@ import pytest
 
 from ktune import metrics
 from ktune.operator.cluster import ApiError
-from ktune.operator.reconcile import ACCEPTED_SPEC_FIELD, JobReconciler
+from ktune.operator.reconcile import JobReconciler
 from ktune.operator.settings import OperatorSettings
+from ktune.operator.status_writer import ACCEPTED_SPEC_FIELD
 from tests.operator.fake_cluster import FakeCluster
 
 NOW = 1_800_000_000.0
@@ -109,7 +110,8 @@ def test_a_restarted_operator_continues_from_the_trials_without_duplicates():
     harness.reconciler = harness.fresh_reconciler()
     harness.tick()
     assert sorted(harness.cluster.trials) == ["job-0", "job-1", "job-2"]
-    assert sorted(harness.cluster.pods) == ["job-0-1", "job-1-1", "job-2-1"]
+    assert sorted(harness.cluster.pods) == ["job-1-1", "job-2-1"]  # job-0-1 succeeded: deleted, not recreated
+    assert harness.cluster.deleted_pods == ["job-0-1"]
     assert {name: harness.cluster.trials[name]["spec"]["params"] for name in params_before} == params_before
     assert harness.trial_states()["job-0"] == "Succeeded"
 
@@ -297,3 +299,31 @@ def test_an_author_cannot_swap_the_accepted_search_space_through_an_annotation()
     harness.reconciler = fresh
     harness.tick()
     assert json.loads(harness.body["status"][ACCEPTED_SPEC_FIELD])["parameters"] != swapped
+
+
+def test_a_succeeded_pod_is_deleted_once_its_result_is_recorded_and_a_failed_one_after_its_retention():
+    harness = Harness(job_body(max_trials=2, parallelism=2))
+    harness.reconciler = JobReconciler(harness.cluster, OperatorSettings(failed_pod_retention_seconds=600),
+                                       scrape=harness.scrape)
+    harness.tick()
+    harness.cluster.finish_pod("job-0-1", json.dumps({"score": 0.5}))
+    harness.cluster.finish_pod("job-1-1", "", exit_code=1, reason="Error")
+    harness.tick()
+    assert harness.trial_states() == {"job-0": "Succeeded", "job-1": "Failed"}
+    assert "job-0-1" in harness.cluster.deleted_pods and "job-1-1" in harness.cluster.pods
+    harness.cluster.pods["job-1-1"]["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"] = \
+        "2027-01-15T08:00:00Z"
+    harness.tick(now=NOW + 10)
+    assert "job-1-1" in harness.cluster.pods
+    harness.tick(now=1_800_000_000.0 + 10**6)
+    assert "job-1-1" in harness.cluster.deleted_pods
+
+
+def test_with_delete_succeeded_pods_off_a_succeeded_pod_stays():
+    harness = Harness(job_body(max_trials=1, parallelism=1))
+    harness.reconciler = JobReconciler(harness.cluster, OperatorSettings(delete_succeeded_pods=False),
+                                       scrape=harness.scrape)
+    harness.tick()
+    harness.cluster.finish_pod("job-0-1", json.dumps({"score": 0.5}))
+    assert harness.tick()["phase"] == "Succeeded"
+    assert "job-0-1" in harness.cluster.pods and harness.cluster.deleted_pods == []

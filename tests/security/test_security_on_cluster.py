@@ -59,7 +59,9 @@ def test_the_trial_pod_on_the_server_carries_the_security_defaults_in_every_cont
         {"name": "proxy", "image": "ktune/proxy:test", "command": [sys.executable, "-c", "pass"],
          "restartPolicy": "Always", "securityContext": {"capabilities": {"add": ["NET_BIND_SERVICE"]}}},
     ]
-    operator = OperatorProcess(operator_kubeconfig, [namespace], tmp_path / "operator.log").start()
+    # Keep the succeeded pod: the test reads the Pod as the API server stored it.
+    operator = OperatorProcess(operator_kubeconfig, [namespace], tmp_path / "operator.log",
+                               extra_env={"KTUNE_OPERATOR_DELETE_SUCCEEDED_PODS": "false"}).start()
     try:
         apply(cluster, job)
         assert wait_finished(cluster, namespace, "safe", 90, operator)["status"]["phase"] == "Succeeded"

@@ -32,13 +32,15 @@ class PodBackend:
     """Trial attempts as pods of one TuningJob, for one reconcile pass."""
 
     def __init__(self, cluster: Cluster, job: TuningJob, namespace: str, pods: Mapping[str, dict[str, Any]],
-                 owners: Mapping[int, Mapping[str, Any]], read_metrics: Callable[[int, dict[str, Any]], TrialMetrics]):
+                 owners: Mapping[int, Mapping[str, Any]], read_metrics: Callable[[int, dict[str, Any]], TrialMetrics],
+                 delete_succeeded: bool = False):
         self.cluster = cluster
         self.job = job
         self.namespace = namespace
         self.pods = dict(pods)
         self.owners = owners
         self.read_metrics = read_metrics
+        self.delete_succeeded = delete_succeeded
 
     def _pod(self, number: int, attempt: int) -> dict[str, Any] | None:
         return self.pods.get(trial_pod_name(self.job.name, number, attempt))
@@ -90,7 +92,11 @@ class PodBackend:
                                 grace_seconds=0 if force else None)
 
     def release(self, number: int, attempt: int) -> None:
-        """Finished pods stay (their logs are the trial's), owned by the Trial and deleted with it."""
+        """A succeeded pod goes once its result is recorded (`delete_succeeded`); failed ones stay for their logs
+        until `failed_pod_retention_seconds` (the reconciler's sweep), all of them at the latest with the Trial."""
+        pod = self._pod(number, attempt)
+        if self.delete_succeeded and pod is not None and (pod.get("status") or {}).get("phase") == "Succeeded":
+            self.cluster.delete_pod(self.namespace, pod["metadata"]["name"])
 
 
 def direct_or_prometheus(job: TuningJob, namespace: str, timeout: float, scrape: Scrape,
@@ -124,6 +130,14 @@ def launch_refusal(error: ApiError) -> Exception:
 
 def pod_finished(pod: Mapping[str, Any]) -> bool:
     return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def pod_finished_at(pod: Mapping[str, Any]) -> float | None:
+    """When a finished pod's last container ended (its creation time when no container says)."""
+    ends = [epoch(((status.get("state") or {}).get("terminated") or {}).get("finishedAt"))
+            for status in (pod.get("status") or {}).get("containerStatuses") or []]
+    known = [end for end in ends if end is not None]
+    return max(known) if known else epoch(pod["metadata"].get("creationTimestamp"))
 
 
 def _pending(pod: Mapping[str, Any]) -> Observation:

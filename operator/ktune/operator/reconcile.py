@@ -28,45 +28,28 @@ from typing import Any
 
 from ktune import contract, metrics
 from ktune.algorithms import load_tuningjob
-from ktune.engine import JOB_STOPPED, Engine, FinishDecision, TrialState
+from ktune.engine import JOB_STOPPED, Engine, TrialState
 from ktune.engine.warm_start import ImportedTrials, WarmStartSource, import_trials
 from ktune.operator.cluster import ApiError, Cluster
-from ktune.operator.pod_backend import PodBackend, QueryPrometheus, Scrape, direct_or_prometheus, pod_finished
+from ktune.operator.pod_backend import (
+    PodBackend,
+    QueryPrometheus,
+    Scrape,
+    direct_or_prometheus,
+    pod_finished,
+    pod_finished_at,
+)
 from ktune.operator.pod_policy import forbidden_fields
 from ktune.operator.pods import pod_attempt
 from ktune.operator.settings import OperatorSettings
-from ktune.operator.status import (
-    COND_FAILED,
-    COND_INVALID,
-    COND_RUNNING,
-    COND_SPEC_CHANGE_REFUSED,
-    COND_SUCCEEDED,
-    COND_SUSPENDED,
-    COND_TRIALS_WAITING,
-    FAILED,
-    PENDING,
-    RUNNING,
-    SUCCEEDED,
-    SUSPENDED,
-    condition_status,
-    progress_message,
-    set_condition,
-    trial_counts,
-    trial_summary,
-    trials_progress,
-)
+from ktune.operator.status_writer import ACCEPTED_SPEC_FIELD, JobProgress, StatusWriter
 from ktune.operator.trial_objects import TrialObjects
-from ktune.operator.trials import epoch, record_from_trial, rfc3339, trial_attempts, trial_status
+from ktune.operator.trials import epoch, record_from_trial, trial_attempts, trial_status
 from ktune.spec import SpecError, TuningJob
 from ktune.trials.driver import DriverSettings, TrialDriver
 
 log = logging.getLogger(__name__)
-MESSAGE_LIMIT = 1024  # of a condition's message: the API server's own words can be long
-INVALID_MESSAGE_LIMIT = 8192  # the CRD's cap on status.message and a condition's message
 
-# Where the search space as first accepted is kept: in status, which a job's author cannot write (only the
-# /status subresource can, which author roles do not grant), and which has no 256 KiB annotation cap.
-ACCEPTED_SPEC_FIELD = "acceptedSpec"
 # Changing these after trials ran would mix trials of different studies: such edits are refused.
 UNSAFE_FIELDS = ("objective", "objectives", "metrics", "parameters", "sampler", "pruner", "warmStart")
 @dataclass
@@ -95,7 +78,7 @@ class JobReconciler:
         self.scrape = scrape
         self.query_prometheus = query_prometheus
         self.state: JobState | None = None
-        self.written_status: dict[str, Any] | None = None
+        self.status = StatusWriter(cluster, settings)
         self.accepted_text: str | None = None
         """The accepted search space (JSON), once known: status.acceptedSpec as read or written."""
 
@@ -112,8 +95,8 @@ class JobReconciler:
     def _reconcile(self, body: dict[str, Any], now: float) -> None:
         self.accepted_text = self.accepted_text or (body.get("status") or {}).get(ACCEPTED_SPEC_FIELD)
         # This process is the status's only writer: its last write is newer than a body that lags behind.
-        if self.written_status is not None:
-            body["status"] = copy.deepcopy(self.written_status)
+        if self.status.written is not None:
+            body["status"] = copy.deepcopy(self.status.written)
         previous = body.get("status") or {}
         job, refused = self._accepted_job(body, now)
         if job is None:
@@ -125,12 +108,14 @@ class JobReconciler:
         read = direct_or_prometheus(job, namespace, self.settings.scrape_timeout_seconds, self.scrape,
                                     self.query_prometheus)
         state.trials.body = body
-        backend = PodBackend(self.cluster, job, namespace, pods, state.trials.owners, read)
+        backend = PodBackend(self.cluster, job, namespace, pods, state.trials.owners, read,
+                             delete_succeeded=self.settings.delete_succeeded_pods)
         decision = state.driver.advance(backend, now, launch=not job.spec.suspend)
         if state.driver.conflict:
             self.state = None
             return
-        self._write_status(body, state, previous, decision, refused, now)
+        progress = JobProgress(job, state.engine, state.driver.deferred, state.imported.dropped, self.accepted_text)
+        self.status.write_progress(body, progress, previous, decision, refused, now)
 
     # ---- the spec: validity and refused edits ----------------------------------------------------
 
@@ -180,21 +165,8 @@ class JobReconciler:
         return bool(problems)
 
     def _write_invalid(self, body: dict[str, Any], problems: list[str], now: float) -> None:
-        previous = body.get("status") or {}
-        now_text = rfc3339(now)
-        generation = body["metadata"].get("generation")
-        message = invalid_message(problems)
-        conditions = previous.get("conditions") or []
-        for type_, value in ((COND_INVALID, True), (COND_FAILED, True), (COND_RUNNING, False),
-                             (COND_SUCCEEDED, False)):
-            conditions = set_condition(conditions, type_, value, "InvalidSpec", message, generation, now_text)
-        status = {"phase": FAILED, "conditions": conditions, "observedGeneration": generation,
-                  "message": message}
-        if previous.get("phase") != FAILED or not condition_status(previous.get("conditions") or [],
-                                                                         COND_INVALID):
-            self.cluster.emit_event(body, "Warning", "InvalidSpec", message)
+        self.status.write_invalid(body, problems, now)
         self._stop_running_trials(body, "the TuningJob became invalid (see its Invalid condition)", now)
-        self._patch_status(body, status)
         self.state = None
 
     def _stop_running_trials(self, body: dict[str, Any], message: str, now: float) -> None:
@@ -288,12 +260,16 @@ class JobReconciler:
     def _delete_stray_pods(
         self, body: dict[str, Any], state: JobState, pods: dict[str, dict[str, Any]], now: float
     ) -> None:
-        """Delete running pods that no live attempt owns (a stopped trial's pod left by a crash, say), and
-        force-delete such pods stuck Terminating on a lost node."""
+        """Delete running pods that no live attempt owns (a stopped trial's pod left by a crash, say), force-delete
+        such pods stuck Terminating on a lost node, and delete finished pods past their retention."""
         held = state.driver.live_attempts()
         for name, pod in pods.items():
             trial = _pod_trial(pod)
-            if pod_finished(pod) or (trial is not None and held.get(trial) == pod_attempt(pod)):
+            if trial is not None and held.get(trial) == pod_attempt(pod):
+                continue
+            if pod_finished(pod):
+                if not pod["metadata"].get("deletionTimestamp") and self._retention_over(pod, now):
+                    self.cluster.delete_pod(_namespace(body), name)
                 continue
             if pod["metadata"].get("deletionTimestamp"):
                 overdue = now - (epoch(pod["metadata"]["deletionTimestamp"]) or now)
@@ -304,119 +280,13 @@ class JobReconciler:
             log.info("%s/%s: deleting stray pod %s", _namespace(body), state.job.name, name)
             self.cluster.delete_pod(_namespace(body), name)
 
-    # ---- the job's status ----------------------------------------------------------------------------
-
-    def _write_status(
-        self, body: dict[str, Any], state: JobState, previous: Mapping[str, Any], decision: FinishDecision | None,
-        refused: str | None, now: float,
-    ) -> None:
-        engine, job = state.engine, state.job
-        generation = body["metadata"].get("generation")
-        now_text = rfc3339(now)
-        counts = trial_counts(engine.counts(), job.spec.budget.max_trials)
-        best = trial_summary(job.name, engine.best_trial) if not job.spec.multi_objective and \
-            engine.best_trial is not None else None
-        front = None
-        if job.spec.multi_objective:
-            front = [trial_summary(job.name, record, with_metrics=False)
-                     for record in engine.pareto_front[: self.settings.pareto_front_kept]]
-        conditions = previous.get("conditions") or []
-        conditions = set_condition(conditions, COND_INVALID, False, "SpecValid", "", generation, now_text)
-        if refused is not None:
-            conditions = set_condition(conditions, COND_SPEC_CHANGE_REFUSED, True, "UnsafeSpecChange",
-                                       refused, generation, now_text)
-        elif any(c.get("type") == COND_SPEC_CHANGE_REFUSED for c in conditions):
-            conditions = set_condition(conditions, COND_SPEC_CHANGE_REFUSED, False, "SpecUnchanged", "",
-                                       generation, now_text)
-        conditions = self._waiting_condition(body, state, conditions, generation, now_text)
-        if decision is None:
-            phase = SUSPENDED if job.spec.suspend else RUNNING if counts["total"] else PENDING
-            message = progress_message(counts, best, job.spec.objectives[0].metric)
-            if job.spec.suspend:
-                message = f"suspended (spec.suspend), no new trial starts; {message}"
-            for type_, value, reason in ((COND_RUNNING, not job.spec.suspend,
-                                          "JobSuspended" if job.spec.suspend else "TrialsRunning"),
-                                         (COND_SUCCEEDED, False, "NotFinished"),
-                                         (COND_FAILED, False, "NotFinished")):
-                conditions = set_condition(conditions, type_, value, reason, message, generation, now_text)
-            conditions = self._suspended_condition(body, conditions, job.spec.suspend, generation, now_text)
-            completion = None
-        else:
-            phase = SUCCEEDED if decision.succeeded else FAILED
-            message = decision.message
-            for type_, value in ((COND_RUNNING, False), (COND_SUCCEEDED, decision.succeeded),
-                                 (COND_FAILED, not decision.succeeded)):
-                conditions = set_condition(conditions, type_, value, decision.reason, message, generation,
-                                              now_text)
-            completion = previous.get("completionTime") if previous.get("phase") == phase else now_text
-            if previous.get("phase") != phase:
-                self.cluster.emit_event(body, "Normal" if decision.succeeded else "Warning",
-                                        "TuningJobSucceeded" if decision.succeeded else "TuningJobFailed",
-                                        f"{decision.reason}: {message}")
-        status = {
-            "phase": phase,
-            "conditions": conditions,
-            "observedGeneration": generation,
-            "trialCounts": counts,
-            "trials": trials_progress(counts),
-            "bestTrial": best,
-            "paretoFront": front,
-            "importedTrials": engine.imported_count,
-            "importedTrialsDropped": state.imported.dropped,
-            "gpuHoursUsed": round(engine.budget_usage(now).gpu_hours, 6),
-            "cpuHoursUsed": round(engine.budget_usage(now).cpu_hours, 6),
-            "startTime": previous.get("startTime") or now_text,
-            "completionTime": completion,
-            "message": message,
-            ACCEPTED_SPEC_FIELD: self.accepted_text,
-        }
-        self._patch_status(body, status)
-
-    def _suspended_condition(self, body: dict[str, Any], conditions: list[dict[str, Any]], suspended: bool,
-                             generation: int | None, now_text: str) -> list[dict[str, Any]]:
-        """Suspended: True while spec.suspend is; an Event when the job is suspended or resumed."""
-        was = condition_status(conditions, COND_SUSPENDED)
-        if suspended != was and (suspended or any(c.get("type") == COND_SUSPENDED for c in conditions)):
-            self.cluster.emit_event(body, "Normal", "JobSuspended" if suspended else "JobResumed",
-                                    "spec.suspend is true: no new trial starts" if suspended
-                                    else "spec.suspend is false: trials start again")
-        if not suspended and not was:
-            return conditions
-        return set_condition(conditions, COND_SUSPENDED, suspended, "JobSuspended" if suspended else "JobResumed",
-                             "", generation, now_text)
-
-    def _waiting_condition(self, body: dict[str, Any], state: JobState, conditions: list[dict[str, Any]],
-                           generation: int | None, now_text: str) -> list[dict[str, Any]]:
-        """TrialsWaiting: True (with an Event when it turns so) while a launch is put off, e.g. by a quota."""
-        waiting = state.driver.deferred
-        was_waiting = condition_status(conditions, COND_TRIALS_WAITING)
-        if waiting:
-            number = min(waiting)
-            reason, message = waiting[number]
-            text = f"{len(waiting)} trial(s) waiting to start; trial {number}: {message}"[:MESSAGE_LIMIT]
-            if not was_waiting:
-                self.cluster.emit_event(body, "Warning", COND_TRIALS_WAITING, text)
-            return set_condition(conditions, COND_TRIALS_WAITING, True, reason, text, generation, now_text)
-        if any(c.get("type") == COND_TRIALS_WAITING for c in conditions):
-            return set_condition(conditions, COND_TRIALS_WAITING, False, "TrialsStarted", "", generation, now_text)
-        return conditions
-
-    def _patch_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
-        """Patch /status when it changed; conditions' times alone do not count as a change."""
-        if _comparable(status) == _comparable(body.get("status") or {}) or status == self.written_status:
-            return
-        self.cluster.patch_job_status(_namespace(body), body["metadata"]["name"], status)
-        self.written_status = status
-
-
-def invalid_message(problems: list[str]) -> str:
-    """The Invalid condition's message: every problem, cut to fit the CRD's cap with a marker saying so."""
-    message = "invalid TuningJob:\n" + "\n".join(problems)
-    if len(message) <= INVALID_MESSAGE_LIMIT:
-        return message
-    marker = f"\n... (cut at {INVALID_MESSAGE_LIMIT} characters; `ktune validate FILE` lists every problem)"
-    return message[: INVALID_MESSAGE_LIMIT - len(marker)] + marker
-
+    def _retention_over(self, pod: dict[str, Any], now: float) -> bool:
+        """Whether a finished pod no attempt holds may go: a succeeded one at once (unless kept by the settings),
+        a failed one once `failed_pod_retention_seconds` have passed since it ended."""
+        if (pod.get("status") or {}).get("phase") == "Succeeded":
+            return self.settings.delete_succeeded_pods
+        ended = pod_finished_at(pod)
+        return ended is not None and now - ended >= self.settings.failed_pod_retention_seconds
 
 def _refused_edit(body: Mapping[str, Any], accepted: Mapping[str, Any]) -> str | None:
     """A message naming the unsafe fields edited since the job was accepted, or None."""
@@ -430,20 +300,6 @@ def _refused_edit(body: Mapping[str, Any], accepted: Mapping[str, Any]) -> str |
     fields = ", ".join(f"spec.{key}" for key in changed)
     return (f"{fields} changed after the job started; the job goes on with the original values (trials of "
             f"different search spaces cannot share a study). Revert the edit, or create a new TuningJob.")
-
-
-# Hours grow at every pass while trials run: they ride along with other changes instead of forcing a patch.
-_GROWING_FIELDS = ("gpuHoursUsed", "cpuHoursUsed")
-
-
-def _comparable(status: Mapping[str, Any]) -> Any:
-    """The status without times of conditions, hours used and empty fields (merge-patch nulls remove them)."""
-    cleaned = {key: value for key, value in status.items() if value is not None and key not in _GROWING_FIELDS}
-    cleaned["conditions"] = [
-        {key: value for key, value in condition.items() if key != "lastTransitionTime"}
-        for condition in status.get("conditions") or []
-    ]
-    return json.loads(json.dumps(cleaned, sort_keys=True))
 
 
 def _namespace(body: Mapping[str, Any]) -> str:

@@ -50,6 +50,13 @@ class OperatorSettings:
     hostPath volumes, hostNetwork/hostPID/hostIPC, hostPort, nodeName, runAsUser 0, allowPrivilegeEscalation,
     added capabilities, Unconfined seccomp or a non-default procMount (`ktune.operator.pod_policy`)."""
 
+    delete_succeeded_pods: bool = True
+    """Delete a trial's pod as soon as its success is recorded (the result lives in the Trial), so pods and the
+    operator's pod index do not grow with every trial. false keeps them, e.g. to read their logs."""
+
+    failed_pod_retention_seconds: float = 86400.0
+    """How long the pod of a failed attempt is kept (for its logs) after it ended; then it is deleted."""
+
     allowed_prometheus_urls: str = ""
     """The Prometheus servers a TuningJob's `metricsSource.url` may name, comma-separated (e.g.
     `http://prometheus.monitoring:9090`). A job naming another URL is marked Invalid and nothing is fetched from
