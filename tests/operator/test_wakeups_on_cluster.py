@@ -25,9 +25,10 @@ AN_HOUR = "3600"
 
 @pytest.fixture
 def event_driven_operator(operator_kubeconfig: Path, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    """The operator with its safety-net pass an hour away."""
+    """The operator with its safety-net pass an hour away, keeping succeeded pods (the test reads their times)."""
     process = OperatorProcess(operator_kubeconfig, [namespace], tmp_path / "operator.log",
-                              extra_env={"KTUNE_OPERATOR_RECONCILE_INTERVAL_SECONDS": AN_HOUR}).start()
+                              extra_env={"KTUNE_OPERATOR_RECONCILE_INTERVAL_SECONDS": AN_HOUR,
+                                         "KTUNE_OPERATOR_DELETE_SUCCEEDED_PODS": "false"}).start()
     yield process
     process.stop()
 
