@@ -9,6 +9,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ktune.operator.pod_cache import PodCache
 from ktune.operator.wakeups import (
     FIRST_POD_MILESTONE,
     FIRST_TRIAL_MILESTONE,
@@ -19,6 +20,7 @@ from ktune.operator.wakeups import (
     run_until_stopped,
     trial_milestone,
 )
+from tests.operator.fake_cluster import FakeCluster
 
 LOG = logging.getLogger(__name__)
 HOUR = 3600.0
@@ -239,6 +241,34 @@ def test_a_pod_wakes_its_job_when_running_terminated_or_deleted_but_not_when_cre
     assert wakes("MODIFIED", pod("Succeeded", deleting=True))
     assert wakes("DELETED", pod("Succeeded", deleting=True))
     assert wakes(None, pod("Running"))  # first seen running (listed at start, or events merged by kopf)
+
+
+def test_the_deletion_of_a_pod_this_process_deleted_wakes_its_job_only_when_the_pod_ends_or_is_gone():
+    milestones = Milestones(FIRST_POD_MILESTONE)
+
+    def wakes(event_type: str | None, body: dict[str, Any], deleted_here: bool) -> bool:
+        return milestones.changed(event_type, body["metadata"]["uid"], pod_milestone(body, deleted_here))
+
+    assert wakes("MODIFIED", pod("Running"), deleted_here=False)
+    assert not wakes("MODIFIED", pod("Running", deleting=True), deleted_here=True)  # a pass's own delete
+    assert wakes("MODIFIED", pod("Failed", deleting=True), deleted_here=True)  # its process ended
+    assert wakes("DELETED", pod("Failed", deleting=True), deleted_here=False)  # gone: a slot is free
+
+
+def test_the_pod_cache_tells_a_pod_this_process_deleted_until_a_pass_has_seen_it_deleting():
+    cluster = FakeCluster()
+    cluster.pods["job-0-1"] = {"metadata": {"name": "job-0-1", "labels": {"ktune.dev/tuningjob": "job"}},
+                               "status": {"phase": "Running"}}
+    index = {("ns", "job"): [cluster.pods["job-0-1"]]}
+    cache = PodCache(cluster)
+    cache.attach(index)
+    assert not cache.deleted_here("ns", "job", "job-0-1")
+    cache.delete_pod("ns", "job-0-1")
+    assert cache.deleted_here("ns", "job", "job-0-1")
+    index[("ns", "job")] = [{"metadata": {"name": "job-0-1", "deletionTimestamp": "2026-11-30T00:00:00Z"},
+                             "status": {"phase": "Running"}}]
+    cache.list_pods("ns", "job")  # a pass sees it being deleted
+    assert not cache.deleted_here("ns", "job", "job-0-1")
 
 
 def test_a_trial_wakes_its_job_when_edited_or_deleted_but_not_on_the_operators_own_writes():

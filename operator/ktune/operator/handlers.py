@@ -108,8 +108,10 @@ def build_registry(settings: OperatorSettings, cluster: PodCache, telemetry: Tel
     async def wake_on_pod(type: str | None, namespace: str | None, labels: Mapping[str, str], body: kopf.Body,
                           **_: Any) -> None:
         # kopf updates the index before it calls this, so the pass woken here sees the pod as the event shows it.
-        if pod_milestones.changed(type, body["metadata"]["uid"], pod_milestone(body)):
-            wakeups.wake(namespace or "", labels[contract.LABEL_TUNINGJOB])
+        job = labels[contract.LABEL_TUNINGJOB]
+        deleted_here = cluster.deleted_here(namespace or "", job, body["metadata"]["name"])
+        if pod_milestones.changed(type, body["metadata"]["uid"], pod_milestone(body, deleted_here)):
+            wakeups.wake(namespace or "", job)
 
     @kopf.on.event(*TRIAL_RESOURCE, labels=job_label, registry=registry)
     async def wake_on_trial(type: str | None, namespace: str | None, labels: Mapping[str, str], body: kopf.Body,

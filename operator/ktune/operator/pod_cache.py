@@ -101,6 +101,12 @@ class PodCache:
             return self._confirm(namespace, tuningjob)
         return list(pods.values())
 
+    def deleted_here(self, namespace: str, tuningjob: str, name: str) -> bool:
+        """Whether this process deleted the pod and no pass has yet seen the deletion in the index: the watch
+        event showing it being deleted is then the echo of a pass's own delete."""
+        with self._lock:
+            return name in self._deleted.get((namespace, tuningjob), {})
+
     def _confirm(self, namespace: str, tuningjob: str) -> list[dict[str, Any]]:
         """One real LIST: it settles the creations the watch has not shown (present: still expected,
         from the listed copy; absent: the pod is gone) and is this pass's answer."""

@@ -4,8 +4,9 @@ Each TuningJob has one loop (a kopf daemon, handlers.py): it runs a pass, then w
 `reconcile_interval_seconds` passed without a wake (the safety net, and the pace of metrics scraping), then runs
 the next pass. Wakes come from kopf's watch events (handlers.py), kept to the changes a pass acts on:
 
-- a trial pod reaching a milestone: Running, Succeeded or Failed, being deleted, gone. Not its creation (the
-  pass that created it knows) nor the node's other status updates of a pod in the same phase;
+- a trial pod reaching a milestone: Running, Succeeded or Failed, being deleted, gone. Not its creation nor
+  the start of a deletion this process made (the pass that did it knows), nor the node's other status updates
+  of a pod in the same phase;
 - a Trial whose spec was edited (its generation moved) or that is being deleted or gone. Not its creation or
   its status: those are this operator's own writes, and waking on their echo would double every pass;
 - the TuningJob's spec edited (its generation ahead of `status.observedGeneration`). Its deletion stops the
@@ -81,9 +82,10 @@ class Milestones:
         return milestone != previous
 
 
-def pod_milestone(pod: Mapping[str, Any]) -> Hashable:
-    """A trial pod's phase, and whether it is being deleted."""
-    return (pod.get("status") or {}).get("phase") or "Pending", bool(pod["metadata"].get("deletionTimestamp"))
+def pod_milestone(pod: Mapping[str, Any], deleted_here: bool = False) -> Hashable:
+    """A trial pod's phase, and whether it is being deleted by someone else than this process (`deleted_here`)."""
+    deleting = bool(pod["metadata"].get("deletionTimestamp")) and not deleted_here
+    return (pod.get("status") or {}).get("phase") or "Pending", deleting
 
 
 FIRST_POD_MILESTONE = ("Pending", False)
