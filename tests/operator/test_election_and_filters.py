@@ -1,4 +1,4 @@
-"""Leader election over a Lease, and which TuningJobs the operator's timer keeps reconciling."""
+"""Leader election over a Lease, and which TuningJobs the operator keeps reconciling (its per-job daemon)."""
 
 from typing import Any
 
