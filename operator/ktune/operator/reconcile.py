@@ -1,22 +1,22 @@
 """One level-based pass over one TuningJob: compare what should run with what runs, act, write status.
 
 The decisions about trials are the trial lifecycle's (`ktune.trials.driver`), the same as `ktune run`'s;
-this module keeps what is the operator's own: the accepted spec, the study rebuilt from Trial objects,
-stray pods, and the TuningJob's status. Attempts are pods (`PodBackend`); what the driver learns is
-written to Trial objects and Events (`TrialObjects`).
+this module keeps what is the operator's own: the accepted spec, the study rebuilt from Trial objects, stray
+and finished pods. Attempts are pods (`PodBackend`); what the driver learns is written to Trial objects and
+Events (`TrialObjects`); the TuningJob's status by `StatusWriter`.
 
 A `JobReconciler` lives as long as its TuningJob is watched by this operator process and keeps the job's
 engine between passes. Everything it needs to continue lives in the API (Trial objects, pods, the
-job's annotations and status): a fresh reconciler after a restart rebuilds the same study from the
+job's status): a fresh reconciler after a restart rebuilds the same study from the
 Trials, finds each running trial's pod, and creates nothing twice, because every name it creates is
 deterministic (`<job>-<number>` for a Trial, `<job>-<number>-<attempt>` for a pod) and the API server
 refuses a second object of the same name. A Trial's outcome is written before its pod is deleted.
 
 Warm start: whenever the engine is (re)built, the succeeded trials of the jobs in `spec.warmStart.from`
 are read from their Trial objects (their pods may be long gone) and imported (`ktune.engine.warm_start`).
-Hours: `status.gpuHoursUsed`/`cpuHoursUsed` count each trial from its Trial's startTime (when its first
-pod was created) to its finishTime, so the time a pod waits for a node counts too; they are written
-with the other status changes, not on their own at every pass.
+Hours: `status.gpuHoursUsed`/`cpuHoursUsed` count each trial from its Trial's startTime (when it was asked
+for, just before its first pod was created) to its finishTime, so the time a pod waits for a node counts
+too; they are written with the other status changes, not on their own at every pass.
 """
 
 import copy
