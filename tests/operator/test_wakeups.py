@@ -9,14 +9,17 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ktune.operator.cluster import ApiError, TooManyRequests
 from ktune.operator.pod_cache import PodCache
 from ktune.operator.wakeups import (
     FIRST_POD_MILESTONE,
     FIRST_TRIAL_MILESTONE,
+    MAX_BACKOFF_SECONDS,
     JobWakeups,
     Milestones,
     job_spec_unhandled,
     pod_milestone,
+    retry_delay,
     run_until_stopped,
     trial_milestone,
 )
@@ -297,3 +300,39 @@ def test_a_job_wakes_when_its_spec_changed_since_the_status_the_operator_wrote()
     assert job_spec_unhandled(job(1, None))
     assert not job_spec_unhandled(job(3, 3))  # its own status write, or kopf's finalizer
     assert job_spec_unhandled(job(4, 3))  # maxTrials raised
+
+
+def test_failing_passes_back_off_doubling_up_to_a_minute_and_a_429_waits_at_least_its_retry_after():
+    failed = ApiError(500, "etcd is down")
+    assert [retry_delay(failed, 2.0, n) for n in (1, 2, 3, 4, 5, 6, 7)] == [2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+    assert retry_delay(TooManyRequests("slow down", retry_after=45.0), 2.0, 1) == 45.0
+    assert retry_delay(TooManyRequests("slow down", retry_after=1.0), 2.0, 3) == 8.0
+    assert MAX_BACKOFF_SECONDS == 60.0 and retry_delay(failed, 600.0, 3) == 600.0  # never below the interval
+    assert retry_delay(failed, 2.0, 10_000) == 60.0  # a job failing for days
+
+
+def test_a_pass_that_keeps_failing_waits_longer_each_time_and_a_success_resets_the_wait():
+    async def scenario() -> None:
+        waits: list[float] = []
+
+        class RecordingStopped(FakeStopped):
+            async def wait(self, timeout: float | None = None) -> "FakeStopped":
+                if timeout is not None:
+                    waits.append(timeout)
+                return await super().wait(0)
+
+        outcomes = [False, False, False, True, False]
+
+        async def flaky() -> None:
+            if outcomes and not outcomes.pop(0):
+                raise ApiError(503, "unavailable")
+
+        loop = Loop(JobWakeups(), "a", interval=0.01, work=flaky)
+        loop.stopped = RecordingStopped()
+        await loop.start()
+        loop.wakeups.wake("ns", "a")
+        await loop.reached(2)
+        assert waits == [0.01, 0.02, 0.04, 0.01]
+        await loop.stop()
+
+    asyncio.run(scenario())

@@ -39,6 +39,14 @@ class AlreadyExists(ApiError):
     """A create was refused because an object of that name exists (409)."""
 
 
+class TooManyRequests(ApiError):
+    """The API server asks to slow down (429); `retry_after` is how long it asked to wait, in seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(429, message)
+        self.retry_after = retry_after
+
+
 class Cluster(Protocol):
     """What one reconcile pass needs from the API server (implemented by `KubeCluster` and a test fake)."""
 
@@ -51,6 +59,14 @@ class Cluster(Protocol):
     def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None: ...
     def patch_job_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
     def emit_event(self, regarding: Mapping[str, Any], type_: str, reason: str, message: str) -> None: ...
+
+
+def _seconds(retry_after: str | None) -> float:
+    """A Retry-After header in seconds (1 when absent or not a number of seconds, as the API server sends it)."""
+    try:
+        return max(0.0, float(retry_after)) if retry_after is not None else 1.0
+    except ValueError:
+        return 1.0
 
 
 def job_selector(tuningjob: str) -> str:
@@ -104,6 +120,8 @@ class KubeCluster:
                 message = json.loads(text).get("message", text)
             except json.JSONDecodeError:
                 message = text
+            if response.status == 429:
+                raise TooManyRequests(message, _seconds(response.getheader("Retry-After")))
             error_type = AlreadyExists if response.status == 409 and method == "POST" else ApiError
             raise error_type(response.status, message)
         return json.loads(text)

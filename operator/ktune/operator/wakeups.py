@@ -24,6 +24,11 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping
 from typing import Any, Protocol
 
+from ktune.operator.cluster import TooManyRequests
+
+MAX_BACKOFF_SECONDS = 60.0
+"""The longest a job whose passes keep failing waits between two of them."""
+
 JobKey = tuple[str, str]  # (namespace, TuningJob name)
 
 
@@ -113,24 +118,39 @@ async def run_until_stopped(
 ) -> None:
     """Run `run_pass` now, then each time `flag` is raised or `interval` seconds passed without, until `stopped`.
 
-    A pass that raises is logged and the next one runs `interval` seconds later (as kopf's timer retried), or
-    at once when stopping. One pass at a time: a wake during a pass is served right after it.
+    A pass that raises is logged and the next one waits `retry_delay` (backing off while passes keep failing,
+    wakes notwithstanding), or runs at once when stopping. One pass at a time: a wake during a pass is served
+    right after it.
     """
     watcher = asyncio.ensure_future(_raise_when_stopped(stopped, flag))
+    failures = 0
     try:
         while not stopped:
             flag.clear()
             try:
                 await run_pass()
-            except Exception:
-                logger.exception("reconcile pass failed; the next one in %.1f s", interval)
-                await stopped.wait(interval)
+            except Exception as error:
+                failures += 1
+                delay = retry_delay(error, interval, failures)
+                logger.exception("reconcile pass failed (%d in a row); the next one in %.1f s", failures, delay)
+                await stopped.wait(delay)
                 continue
+            failures = 0
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
                     await flag.wait()
     finally:
         watcher.cancel()
+
+
+def retry_delay(error: BaseException, interval: float, failures: int) -> float:
+    """Seconds before the next pass after `failures` failed passes in a row: the interval, doubled with each
+    further failure up to MAX_BACKOFF_SECONDS (so one job whose passes keep failing does not load the API
+    server at the pace of a healthy one), and never less than a 429's Retry-After."""
+    delay = min(interval * 2.0 ** min(failures - 1, 32), max(MAX_BACKOFF_SECONDS, interval))
+    if isinstance(error, TooManyRequests):
+        delay = max(delay, error.retry_after)
+    return delay
 
 
 async def _raise_when_stopped(stopped: Stopped, flag: asyncio.Event) -> None:
