@@ -84,7 +84,7 @@ class RecordedEvents:
     def attempt_retried(self, number: int, attempt: int, reason: str, message: str) -> None:
         self.lines.append(f"retried {number}/{attempt} {reason}")
 
-    def trial_reported(self, number: int, step: int) -> None:
+    def trial_reported(self, number: int, attempt: int, step: int) -> None:
         self.lines.append(f"reported {number} step {step}")
 
     def trial_finished(self, record: TrialRecord, attempt: int, last_step: int | None) -> None:

@@ -244,7 +244,7 @@ class _ProgressEvents:
     def attempt_retried(self, number: int, attempt: int, reason: str, message: str) -> None:
         self.runner.progress.event(f"trial {number} attempt {attempt} failed ({message}); retrying")
 
-    def trial_reported(self, number: int, step: int) -> None:
+    def trial_reported(self, number: int, attempt: int, step: int) -> None:
         """Nothing to add: the journal already holds the step."""
 
     def trial_finished(self, record: TrialRecord, attempt: int, last_step: int | None) -> None:

@@ -207,7 +207,6 @@ class JobReconciler:
                 continue
             pod_attempts = [pod_attempt(pod) for pod in pods if _pod_trial(pod) == record.number]
             attempts = max([trial_attempts(trial), *pod_attempts])
-            trial_objects.attempts[record.number] = attempts
             driver.adopt(record, attempts, relaunch="started" if attempts == 0 else None)
         self.state = JobState(job=job, engine=engine, driver=driver, trials=trial_objects, imported=imported)
         log.info("%s/%s: rebuilt the study from %d trials (%d running)",

@@ -31,8 +31,6 @@ class TrialObjects:
         """Trial number -> its Trial object (the owner of its pods)."""
         self.body: dict[str, Any] = {}
         """The TuningJob of the current pass (Events are about it; new Trials belong to it)."""
-        self.attempts: dict[int, int] = {}
-        """Trial number -> the attempt its status names."""
 
     @property
     def job_name(self) -> str:
@@ -65,8 +63,8 @@ class TrialObjects:
                                 f"{trial_name(self.job_name, number)} attempt {attempt} failed ({reason}); "
                                 f"starting attempt {attempt + 1}")
 
-    def trial_reported(self, number: int, step: int) -> None:
-        self._write(self.engine.record(number), self.attempts.get(number, 0))
+    def trial_reported(self, number: int, attempt: int, step: int) -> None:
+        self._write(self.engine.record(number), attempt)
 
     def trial_finished(self, record: TrialRecord, attempt: int, last_step: int | None) -> None:
         self._write(record, attempt)
@@ -84,7 +82,6 @@ class TrialObjects:
                                     f"{name} failed: {record.reason}: {(record.message or '')[-300:]}")
 
     def _write(self, record: TrialRecord, attempts: int) -> None:
-        self.attempts[record.number] = attempts
         pod_name = trial_pod_name(self.job_name, record.number, attempts) if attempts else None
         status = trial_status(record, attempts, pod_name, self.settings.intermediate_values_kept)
         self.cluster.patch_trial_status(self.namespace, trial_name(self.job_name, record.number), status)

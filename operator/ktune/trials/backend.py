@@ -110,8 +110,8 @@ class TrialEvents(Protocol):
     def attempt_retried(self, number: int, attempt: int, reason: str, message: str) -> None:
         """Attempt `attempt` failed and attempt `attempt + 1` follows."""
 
-    def trial_reported(self, number: int, step: int) -> None:
-        """The trial reported a new step, handed to the pruner, which let it go on."""
+    def trial_reported(self, number: int, attempt: int, step: int) -> None:
+        """Attempt `attempt` of the trial reported a new step, handed to the pruner, which let it go on."""
 
     def trial_finished(self, record: TrialRecord, attempt: int, last_step: int | None) -> None:
         """The engine knows the trial's outcome (succeeded, pruned, failed, stopped with the job)."""

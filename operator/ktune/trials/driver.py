@@ -205,7 +205,7 @@ class TrialDriver:
             return
         live.last_step = reading.step
         if not self.engine.report(live.number, reading.step, values):
-            self.events.trial_reported(live.number, reading.step)
+            self.events.trial_reported(live.number, live.attempt, reading.step)
             return
         record = self.engine.tell_pruned(live.number, now=now)
         self.events.trial_finished(record, live.attempt, live.last_step)  # the outcome is kept before the stop
@@ -301,9 +301,3 @@ class TrialDriver:
             else:
                 del self.live[number]
                 self.deferred.pop(number, None)
-
-    def stop_all(self, backend: Backend) -> None:
-        """Ask every held attempt to stop (an interrupted `ktune run`): their trials stay RUNNING."""
-        for live in self.live.values():
-            if live.attempt and live.launch_next is None:
-                self._stop(backend, live)
