@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ktune import contract
-from ktune.operator.cluster import AlreadyExists
+from ktune.operator.cluster import AlreadyExists, ApiError
 
 
 class FakeCluster:
@@ -43,6 +43,8 @@ class FakeCluster:
         return copy.deepcopy(created)
 
     def patch_trial_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        if name not in self.trials:
+            raise ApiError(404, f'trials.ktune.dev "{name}" not found')
         current = self.trials[name].setdefault("status", {})
         for key, value in status.items():
             if value is None:

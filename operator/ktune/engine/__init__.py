@@ -9,6 +9,7 @@ from ktune.engine.records import (
     JOB_STOPPED,
     MISSING_OBJECTIVE,
     PRUNED_BY_PRUNER,
+    TRIAL_DELETED,
     FinishDecision,
     TrialRecord,
     TrialState,
@@ -17,7 +18,8 @@ from ktune.engine.study import Engine
 from ktune.engine.warm_start import ImportedTrials, WarmStartSource, import_trials
 
 __all__ = [
-    "BUDGET_EXHAUSTED", "INVALID_OBJECTIVE", "JOB_STOPPED", "MISSING_OBJECTIVE", "PRUNED_BY_PRUNER", "BudgetUsage",
+    "BUDGET_EXHAUSTED", "INVALID_OBJECTIVE", "JOB_STOPPED", "MISSING_OBJECTIVE", "PRUNED_BY_PRUNER", "TRIAL_DELETED",
+    "BudgetUsage",
     "Engine", "FinishDecision", "ImportedTrials", "TrialRecord", "TrialState", "WarmStartSource", "import_trials",
     "parameter_distribution",
 ]

@@ -13,10 +13,13 @@ from enum import StrEnum
 from typing import Any
 
 JOB_STOPPED = "JobStopped"
+TRIAL_DELETED = "TrialDeleted"  # its Trial object was deleted by hand: the operator knows nothing more of it
 PRUNED_BY_PRUNER = "PrunedByPruner"
 MISSING_OBJECTIVE = "MissingObjective"
 INVALID_OBJECTIVE = "InvalidObjective"
 BUDGET_EXHAUSTED = "BudgetExhausted"
+NOT_COUNTED_AS_FAILED = (JOB_STOPPED, TRIAL_DELETED)
+"""Failure reasons that are not the trial's fault: `maxFailedTrials` does not count them."""
 
 
 class TrialState(StrEnum):

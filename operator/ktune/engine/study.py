@@ -24,7 +24,7 @@ study on `pruner.metric` (same trials, same numbers) and its pruner judges trial
 Stop rules (checked in this order, see `stop_decision`):
 - GoalReached: a succeeded trial's objective reached `goal` (>= when maximizing, <= when minimizing);
 - TooManyFailedTrials: `maxFailedTrials` trials have failed (trials failed with reason JobStopped, which
-  callers use for trials they stop when the job ends, do not count);
+  callers use for trials they stop when the job ends, or TrialDeleted, do not count);
 - DeadlineExceeded: `activeDeadlineSeconds` have passed since the job started (first ask, or the earliest
   record's start);
 - MaxTrialsReached: `maxTrials` trials exist (a grid job: at most the grid's size) and none is running;
@@ -58,8 +58,8 @@ from ktune.engine.optuna_trials import (
 from ktune.engine.records import (
     BUDGET_EXHAUSTED,
     INVALID_OBJECTIVE,
-    JOB_STOPPED,
     MISSING_OBJECTIVE,
+    NOT_COUNTED_AS_FAILED,
     PRUNED_BY_PRUNER,
     FinishDecision,
     TrialRecord,
@@ -161,7 +161,8 @@ class Engine:
         try:
             return optuna.trial.create_trial(
                 state=TO_OPTUNA[record.state], values=values, params=record.params,
-                distributions=self._distributions, intermediate_values=intermediate,
+                distributions=self._distributions if record.params else {},  # a deleted trial's placeholder has none
+                intermediate_values=intermediate,
                 system_attrs={} if shadow else dict(record.system_attrs),
                 user_attrs={} if shadow else {IMPORTED_ATTR: True} if imported else {
                     USER_ATTR: user_attr(record)},
@@ -361,7 +362,7 @@ class Engine:
         if goal is not None:
             return goal
         budget = self.spec.budget
-        failed = sum(r.state is TrialState.FAILED and r.reason != JOB_STOPPED for r in self._records)
+        failed = sum(r.state is TrialState.FAILED and r.reason not in NOT_COUNTED_AS_FAILED for r in self._records)
         if budget.max_failed_trials is not None and failed >= budget.max_failed_trials:
             return FinishDecision("TooManyFailedTrials", f"{failed} trials failed "
                                                          f"(maxFailedTrials {budget.max_failed_trials})", False)
