@@ -134,6 +134,12 @@ def manifests_admission_policy() -> str:
 
 def chart_admission_policy() -> str:
     return ("{{/* " + HEADER + " */}}\n"
+            # The operator cannot tell who wrote a job: reading other namespaces is safe only with this policy.
+            "{{- if and .Values.settings.crossNamespaceWarmStart (not .Values.admissionPolicy.enabled) }}\n"
+            '{{- fail "settings.crossNamespaceWarmStart needs admissionPolicy.enabled: its policy checks that a '
+            "job's author may read the TuningJobs and Trials it warm-starts from; without it anyone could read "
+            'other namespaces\' results through the operator" }}\n'
+            "{{- end }}\n"
             "{{- if .Values.admissionPolicy.enabled }}\n"
             '{{- $name := printf "%s-' + ADMISSION_POLICY_NAME + '" (include "ktune.fullname" .) }}\n'
             + comment(ADMISSION_POLICY_WHY)

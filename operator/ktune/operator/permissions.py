@@ -49,8 +49,21 @@ ADMISSION_POLICY_WHY = (
     "Only someone who may create Pods in a namespace may create or change a TuningJob there: the operator "
     "creates the trial pods (under the ServiceAccount the job names in spec.trial.template.spec.serviceAccountName, "
     "default the namespace's `default`), so without this check a TuningJob would let its author run pods they "
-    "could not run themselves. It checks creations and changes of a job's spec, not the operator's or the "
-    "garbage collector's metadata updates. Needs Kubernetes 1.30+ (admissionregistration.k8s.io/v1)."
+    "could not run themselves. A job warm-starting from TuningJobs in other namespaces (spec.warmStart.from) "
+    "reads their Trials with the operator's rights, so its author must be allowed to get TuningJobs and list "
+    "Trials in each of those namespaces. It checks creations and changes of a job's spec, not the operator's or "
+    "the garbage collector's metadata updates. Needs Kubernetes 1.30+ (admissionregistration.k8s.io/v1)."
+)
+
+_READS_THERE = ("authorizer.group('ktune.dev').resource('tuningjobs').namespace(s.__namespace__).check('get').allowed()"
+                " && authorizer.group('ktune.dev').resource('trials').namespace(s.__namespace__).check('list')"
+                ".allowed()")
+# The warm-start sources in other namespaces whose TuningJobs and Trials the author may not read, as namespace/name
+# (`namespace` is a CEL keyword: a field of that name is written __namespace__).
+_UNREADABLE_SOURCES = (
+    "has(object.spec.warmStart) && has(object.spec.warmStart.from) ? object.spec.warmStart.from.filter(s, "
+    "has(s.__namespace__) && s.__namespace__ != object.metadata.namespace && !(" + _READS_THERE + "))"
+    ".map(s, s.__namespace__ + '/' + s.name) : []"
 )
 
 ADMISSION_POLICY_SPEC: dict[str, Any] = {
@@ -64,6 +77,7 @@ ADMISSION_POLICY_SPEC: dict[str, Any] = {
         "name": "spec-created-or-changed",
         "expression": "request.operation == 'CREATE' || object.spec != oldObject.spec",
     }],
+    "variables": [{"name": "unreadableWarmStartSources", "expression": _UNREADABLE_SOURCES}],
     "validations": [{
         "expression": "authorizer.group('').resource('pods').namespace(object.metadata.namespace)"
                       ".check('create').allowed()",
@@ -71,6 +85,13 @@ ADMISSION_POLICY_SPEC: dict[str, Any] = {
                              "' may not create pods in namespace ' + object.metadata.namespace + "
                              "', so may not create or change TuningJobs there (ask for pod create rights in that "
                              "namespace)'",
+        "reason": "Forbidden",
+    }, {
+        "expression": "size(variables.unreadableWarmStartSources) == 0",
+        "messageExpression": "'spec.warmStart.from: ' + request.userInfo.username + ' may not read the TuningJobs "
+                             "and Trials of ' + variables.unreadableWarmStartSources.join(', ') + ', so may not "
+                             "warm-start from them (remove them from spec.warmStart.from, or ask for get on "
+                             "tuningjobs and list on trials in their namespace)'",
         "reason": "Forbidden",
     }],
 }

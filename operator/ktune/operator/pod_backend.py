@@ -4,6 +4,10 @@ A `PodBackend` is a view over one reconcile pass: the job's pods as the pod cach
 start of the pass, and the Trial objects that own them. It turns a pod's status into the plain facts
 the trial lifecycle (`ktune.trials.driver`) decides on, and reads a trial's metrics from its pod's
 `/metrics` page or from Prometheus.
+
+A pod is an attempt's only when its controller is the attempt's Trial (by uid, `ktune.operator.ownership`): a
+pod of the same name that another owner controls (an earlier job's of the same name, not yet garbage-collected)
+is never observed, stopped or deleted, and the attempt waits until it is gone.
 """
 
 from collections.abc import Callable, Mapping
@@ -13,7 +17,7 @@ from ktune import metrics
 from ktune.engine import TrialRecord
 from ktune.metrics import MetricsError, TrialMetrics
 from ktune.operator.cluster import AlreadyExists, ApiError, Cluster
-from ktune.operator.pods import trial_pod_manifest, trial_pod_name
+from ktune.operator.pods import controller_uid, trial_pod_manifest, trial_pod_name
 from ktune.operator.trials import epoch
 from ktune.spec import TuningJob
 from ktune.trials.backend import LaunchDeferred, LaunchRefused, Observation, Phase
@@ -43,16 +47,31 @@ class PodBackend:
         self.delete_succeeded = delete_succeeded
 
     def _pod(self, number: int, attempt: int) -> dict[str, Any] | None:
-        return self.pods.get(trial_pod_name(self.job.name, number, attempt))
+        """The attempt's pod, when the pass saw it and it is the trial's own."""
+        pod = self.pods.get(trial_pod_name(self.job.name, number, attempt))
+        return pod if pod is not None and self._owns(number, pod) else None
+
+    def _owns(self, number: int, pod: Mapping[str, Any]) -> bool:
+        owner = self.owners.get(number)
+        return owner is not None and controller_uid(pod) == owner["metadata"]["uid"]
 
     def launch(self, record: TrialRecord, attempt: int) -> None:
         trial = self.job.spec.trial
         pod = trial_pod_manifest(trial.template, self.job.name, record.number, record.params, attempt,
                                  trial.metrics_port, self.owners[record.number])
+        name = pod["metadata"]["name"]
         try:
-            self.pods[pod["metadata"]["name"]] = self.cluster.create_pod(self.namespace, pod)
+            self.pods[name] = self.cluster.create_pod(self.namespace, pod)
         except AlreadyExists:
-            pass  # made by this operator before a restart: observed as it is
+            existing = next((p for p in self.cluster.list_pods(self.namespace, self.job.name)
+                             if p["metadata"]["name"] == name), None)
+            if existing is not None and self._owns(record.number, existing):
+                self.pods[name] = existing  # made by this operator before a restart: observed as it is
+                return
+            holder = controller_uid(existing) if existing is not None else None
+            raise LaunchDeferred("PodNameTaken", f"pod {name} exists and is not this trial's (its controller: "
+                                 f"{holder or 'none'}); waiting for it to be deleted (an earlier TuningJob of "
+                                 "the same name leaves its pods until the garbage collector removes them)") from None
         except ApiError as error:
             raise launch_refusal(error) from None
 
@@ -88,8 +107,9 @@ class PodBackend:
                                     grace_seconds=None if grace_seconds is None else int(grace_seconds))
 
     def delete(self, number: int, attempt: int, *, force: bool = False) -> None:
-        self.cluster.delete_pod(self.namespace, trial_pod_name(self.job.name, number, attempt),
-                                grace_seconds=0 if force else None)
+        pod = self._pod(number, attempt)
+        if pod is not None:
+            self.cluster.delete_pod(self.namespace, pod["metadata"]["name"], grace_seconds=0 if force else None)
 
     def release(self, number: int, attempt: int) -> None:
         """A succeeded pod goes once its result is recorded (`delete_succeeded`); failed ones stay for their logs

@@ -13,6 +13,12 @@ attempt), and a pod this process deleted is hidden until the watch shows the del
 deletionTimestamp, or its disappearance), so it is never taken for a pod still running. An expectation the
 watch has not met within `expectation_timeout` seconds (an event kopf merged away: a pod deleted right
 after its creation, or a stalled watch) is settled by one real LIST of that job's pods.
+
+Names are not identities: a TuningJob deleted and created again under the same name makes pods with the names
+of the earlier job's, which the index may still show. A creation is met only by the pod with the created uid,
+and a pod that exists already (409) is expected only when it has the same controller as the one asked for.
+The index holds every pod with a job's label, whoever owns it: which are the job's is the reconciler's to say
+(`ktune.operator.ownership`).
 """
 
 import threading
@@ -23,6 +29,7 @@ from typing import Any
 
 from ktune import contract
 from ktune.operator.cluster import AlreadyExists, Cluster
+from ktune.operator.pods import controller_uid
 
 # The shape of kopf's index: (namespace, tuningjob) -> the job's pods (a kopf.Store, iterable).
 PodIndex = Mapping[tuple[str, str], Iterable[dict[str, Any]]]
@@ -81,7 +88,10 @@ class PodCache:
             pods: dict[str, dict[str, Any]] = {}
             for pod in cached:
                 name = pod["metadata"]["name"]
-                created.pop(name, None)  # the watch caught up with the create
+                if name in created:
+                    if not _same(pod, created[name].pod):
+                        continue  # another pod of that name, gone or going: ours is the created one
+                    del created[name]  # the watch caught up with the create
                 expected = deleted.get(name)
                 if expected is not None:
                     expected.seen = True
@@ -127,15 +137,16 @@ class PodCache:
     # ---- writes ---------------------------------------------------------------------------------------
 
     def create_pod(self, namespace: str, pod: Mapping[str, Any]) -> dict[str, Any]:
-        """Create the pod and expect it in the index. A pod that exists already (409) is expected as
-        listed, so that a pass between now and its arrival in the index does not take it for gone."""
+        """Create the pod and expect it in the index. A pod that exists already (409) with the same controller
+        is expected as listed, so that a pass between now and its arrival in the index does not take it for
+        gone; one with another controller is not this creation's."""
         key = (namespace, _job_of(pod))
         name = pod["metadata"]["name"]
         try:
             created = self.api.create_pod(namespace, pod)
         except AlreadyExists:
             existing = [p for p in self.api.list_pods(*key) if p["metadata"]["name"] == name]
-            if existing:
+            if existing and controller_uid(existing[0]) == controller_uid(pod):
                 self._expect_created(key, existing[0])
             raise
         self._expect_created(key, created)
@@ -171,6 +182,12 @@ class PodCache:
         for expectations in (self._created, self._deleted):
             if key in expectations and not expectations[key]:
                 del expectations[key]
+
+
+def _same(seen: Mapping[str, Any], expected: Mapping[str, Any]) -> bool:
+    """Whether the index's pod is the expected one (by uid; a pod without one, as tests make, by name alone)."""
+    uids = seen["metadata"].get("uid"), expected["metadata"].get("uid")
+    return None in uids or uids[0] == uids[1]
 
 
 def _job_of(pod: Mapping[str, Any]) -> str:

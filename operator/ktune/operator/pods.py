@@ -51,6 +51,19 @@ def owner_reference(owner: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def controller_uid(obj: Mapping[str, Any]) -> str | None:
+    """The uid of the object's controller (its ownerReference with `controller: true`), or None.
+
+    Ownership is decided by this uid, never by labels or names: anyone may put ktune's labels on an object, and a
+    TuningJob deleted and created again under the same name leaves children with the same names and labels until
+    the garbage collector removes them.
+    """
+    for reference in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if reference.get("controller"):
+            return str(reference.get("uid") or "") or None
+    return None
+
+
 def trial_pod_manifest(
     template: Mapping[str, Any],
     tuningjob: str,

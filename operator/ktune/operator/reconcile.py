@@ -12,8 +12,8 @@ Trials, finds each running trial's pod, and creates nothing twice, because every
 deterministic (`<job>-<number>` for a Trial, `<job>-<number>-<attempt>` for a pod) and the API server
 refuses a second object of the same name. A Trial's outcome is written before its pod is deleted.
 
-Warm start: whenever the engine is (re)built, the succeeded trials of the jobs in `spec.warmStart.from`
-are read from their Trial objects (their pods may be long gone) and imported (`ktune.engine.warm_start`).
+Warm start: the succeeded trials of the jobs in `spec.warmStart.from` are read from their Trial objects once,
+when the job is first accepted, and kept in its status for every rebuild (`ktune.operator.warm_start_sources`).
 Hours: `status.gpuHoursUsed`/`cpuHoursUsed` count each trial from its Trial's startTime (when it was asked
 for, just before its first pod was created) to its finishTime, so the time a pod waits for a node counts
 too; they are written with the other status changes, not on their own at every pass.
@@ -29,8 +29,8 @@ from typing import Any
 from ktune import contract, metrics
 from ktune.algorithms import load_tuningjob
 from ktune.engine import JOB_STOPPED, Engine, TrialState
-from ktune.engine.warm_start import ImportedTrials, WarmStartSource, import_trials
-from ktune.operator.cluster import ApiError, Cluster
+from ktune.engine.warm_start import ImportedTrials
+from ktune.operator.cluster import Cluster
 from ktune.operator.pod_backend import (
     PodBackend,
     QueryPrometheus,
@@ -45,6 +45,7 @@ from ktune.operator.settings import OperatorSettings
 from ktune.operator.status_writer import ACCEPTED_SPEC_FIELD, JobProgress, StatusWriter
 from ktune.operator.trial_objects import TrialObjects
 from ktune.operator.trials import epoch, record_from_trial, trial_attempts, trial_status
+from ktune.operator.warm_start_sources import WarmStartSources, cross_namespace_problems
 from ktune.spec import SpecError, TuningJob
 from ktune.trials.driver import DriverSettings, TrialDriver
 
@@ -81,6 +82,7 @@ class JobReconciler:
         self.status = StatusWriter(cluster, settings)
         self.accepted_text: str | None = None
         """The accepted search space (JSON), once known: status.acceptedSpec as read or written."""
+        self.warm_start = WarmStartSources(cluster, settings)
 
     # ---- the pass -------------------------------------------------------------------------------
 
@@ -114,7 +116,8 @@ class JobReconciler:
         if state.driver.conflict:
             self.state = None
             return
-        progress = JobProgress(job, state.engine, state.driver.deferred, state.imported.dropped, self.accepted_text)
+        progress = JobProgress(job, state.engine, state.driver.deferred, state.imported.dropped, self.accepted_text,
+                               self.warm_start.text)
         self.status.write_progress(body, progress, previous, decision, refused, now)
 
     # ---- the spec: validity and refused edits ----------------------------------------------------
@@ -160,6 +163,7 @@ class JobReconciler:
             problems.append(f"spec.metricsSource.url: {source.url!r} is not a Prometheus server this operator may "
                             f"query (allowed: {allowed}); an admin allows servers with the operator setting "
                             "allowed_prometheus_urls (chart settings.allowedPrometheusUrls)")
+        problems += cross_namespace_problems(job, _namespace(body), self.settings)
         if problems:
             self._write_invalid(body, problems, now)
         return bool(problems)
@@ -195,7 +199,7 @@ class JobReconciler:
         started_at = epoch((body.get("status") or {}).get("startTime")) or now
         trials = sorted(self.cluster.list_trials(_namespace(body), job.name), key=lambda t: t["spec"]["number"])
         records = [record_from_trial(trial) for trial in trials]
-        imported = self._warm_start(body, job)
+        imported = self.warm_start.imported(body, job)
         engine = Engine(job.spec, records, study_name=f"{_namespace(body)}/{job.name}", started_at=started_at,
                         imported=imported.records)
         owners = {trial["spec"]["number"]: trial for trial in trials}
@@ -223,38 +227,6 @@ class JobReconciler:
             unschedulable_timeout_seconds=settings.unschedulable_timeout_seconds,
             lost_pod_timeout_seconds=settings.lost_pod_timeout_seconds,
         )
-
-    def _warm_start(self, body: dict[str, Any], job: TuningJob) -> ImportedTrials:
-        """The trials of spec.warmStart.from's jobs; a missing or incompatible job is announced once."""
-        sources: list[WarmStartSource] = []
-        missing: list[str] = []
-        for ref in job.spec.warm_start.sources:
-            namespace = ref.namespace or _namespace(body)
-            try:
-                source = self.cluster.get_job(namespace, ref.name)
-            except ApiError as error:
-                if error.status != 403:
-                    raise
-                missing.append(f"{namespace}/{ref.name}: the operator may not read it ({error})")
-                continue
-            if source is None:
-                missing.append(f"{namespace}/{ref.name}: no such TuningJob")
-                continue
-            try:
-                parameters = load_tuningjob(source).spec.parameters
-            except SpecError:
-                parameters = None  # judged trial by trial
-            records = [record_from_trial(trial) for trial in self.cluster.list_trials(namespace, ref.name)]
-            sources.append(WarmStartSource(f"{namespace}/{ref.name}", parameters, records))
-        imported = import_trials(job.spec, sources)
-        if (body.get("status") or {}).get("importedTrials") is None:
-            for message in missing + imported.incompatible:
-                self.cluster.emit_event(body, "Warning", "WarmStartSkipped", message)
-            if job.spec.warm_start.sources:
-                self.cluster.emit_event(body, "Normal", "WarmStarted",
-                                        f"imported {len(imported.records)} trials ({imported.dropped} dropped: "
-                                        "outside this job's space or without its objective)")
-        return imported
 
     def _delete_stray_pods(
         self, body: dict[str, Any], state: JobState, pods: dict[str, dict[str, Any]], now: float

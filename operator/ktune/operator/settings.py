@@ -63,6 +63,12 @@ class OperatorSettings:
     it: otherwise any job author could make the operator request any address (cloud metadata, internal
     services). Empty: `metricsSource.type: prometheus` is refused."""
 
+    cross_namespace_warm_start: bool = False
+    """Let `spec.warmStart.from` name TuningJobs in other namespaces. The operator reads them with its own
+    cluster-wide rights and cannot know who wrote the job, so turn this on only together with the admission policy
+    (chart admissionPolicy.enabled), which refuses a job whose author may not get TuningJobs and list Trials in
+    each source's namespace. Off: a job naming another namespace is marked Invalid and nothing is read there."""
+
     def allows_prometheus_url(self, url: str) -> bool:
         """Whether `url` is one of `allowed_prometheus_urls` (a trailing slash does not matter)."""
         allowed = {entry.strip().rstrip("/") for entry in self.allowed_prometheus_urls.split(",") if entry.strip()}

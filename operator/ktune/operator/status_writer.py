@@ -33,6 +33,7 @@ from ktune.operator.status import (
     trials_progress,
 )
 from ktune.operator.trials import rfc3339
+from ktune.operator.warm_start_sources import WARM_START_FIELD
 from ktune.spec import TuningJob
 
 MESSAGE_LIMIT = 1024  # of a condition's message: the API server's own words can be long
@@ -52,6 +53,8 @@ class JobProgress:
     """Trials whose launch is put off: number -> (reason, message)."""
     imported_dropped: int
     accepted_spec: str | None
+    warm_start: str | None = None
+    """status.warmStartTrials as written when the job was accepted (`ktune.operator.warm_start_sources`)."""
 
 
 class StatusWriter:
@@ -144,6 +147,7 @@ class StatusWriter:
             "completionTime": completion,
             "message": message,
             ACCEPTED_SPEC_FIELD: progress.accepted_spec,
+            WARM_START_FIELD: progress.warm_start,
         }
         self.patch(body, status)
 

@@ -64,7 +64,13 @@ def tuningjob_status_schema() -> Schema:
                                    "edits of those fields say. Written by the operator only."),
             "importedTrials": integer("Trials of earlier jobs (spec.warmStart.from) that seed the study."),
             "importedTrialsDropped": integer("Succeeded trials of earlier jobs left out: outside this job's "
-                                             "space or without its objective metrics."),
+                                             "space, without its objective metrics, or past the cap of "
+                                             "status.warmStartTrials."),
+            "warmStartTrials": string("The trials of spec.warmStart.from imported into the study, as compact JSON "
+                                      "(parameter names, then each trial's values and objective values): read "
+                                      "once when the job was accepted, at most 1,000 trials and 256 KiB, so that "
+                                      "every rebuild imports the same ones. Written by the operator only.",
+                                      maxLength=256 * 1024),
             "gpuHoursUsed": number("GPU-hours the trials used so far (requested GPUs times running time)."),
             "cpuHoursUsed": number("CPU-hours the trials used so far (requested cpu times running time)."),
             "startTime": string("When the operator started the job.", format="date-time"),
