@@ -61,6 +61,8 @@ def parse_exposition(text: str) -> TrialMetrics:
                     values[sample.labels[METRIC_LABEL]] = float(sample.value)
                 elif sample.name == TRIAL_STEP_GAUGE and math.isfinite(sample.value):
                     step = _step(sample.value)
+    except MetricsError:
+        raise  # the page parsed; a value broke the contract, and the error says which
     except ValueError as error:
         raise MetricsError(f"metrics page is not valid Prometheus text: {error}") from error
     return TrialMetrics(values=values, step=step)

@@ -143,7 +143,7 @@ def test_a_result_that_breaks_the_contract_is_a_clear_metrics_error(text: str, m
 
 def test_a_step_beyond_64_bits_is_refused_naming_the_gauge():
     page = "ktune_trial_step 1e30\n"
-    with pytest.raises(MetricsError, match="ktune_trial_step must be a whole number from 0 to 2\\^63-1"):
+    with pytest.raises(MetricsError, match="^ktune_trial_step must be a whole number from 0 to 2\\^63-1"):
         parse_exposition(page)
 
 
