@@ -8,9 +8,10 @@ trials), and with it the study and the next suggestions.
 Where they are kept: `status.warmStartTrials`, compact JSON written by the operator through the /status
 subresource (which job authors cannot write, as for `status.acceptedSpec`). It holds only what the study uses,
 each imported trial's parameter values and objective values, and is bounded: at most `TRIALS_KEPT` trials and
-`TEXT_LIMIT` characters (the CRD's maxLength of the field), far below etcd's 1.5 MiB object limit; trials past the cap (the last ones in import
-order: sources as listed, each source's trials by number) are counted in `status.importedTrialsDropped`. A
-separate object (a ConfigMap the job owns) would have needed RBAC on ConfigMaps, which the operator has none of.
+`TEXT_LIMIT` characters (the CRD's maxLength of the field), far below etcd's 1.5 MiB object limit; trials past
+the cap (the last ones in import order: sources as listed, each source's trials by number) are counted in
+`status.importedTrialsDropped`. A separate object (a ConfigMap the job owns) would have needed RBAC on
+ConfigMaps, which the operator has none of. Only Trials the source job owns (by UID) are read.
 
 Who may read what. Without a check, `spec.warmStart.from` would let anyone who can name a TuningJob in another
 namespace read its results with the operator's cluster-wide rights. The admission policy (`ktune.operator.
@@ -18,7 +19,7 @@ permissions`) refuses a job whose author may not get TuningJobs and list Trials 
 operator cannot know a job's author, so it reads other namespaces only when its admin turns on
 `cross_namespace_warm_start`, which the admin does together with that policy; otherwise a job naming another
 namespace is marked Invalid and nothing is read. A source skipped in another namespace gets the same message
-whatever the cause (missing, unreadable, incompatible, another job's Trials), naming only what the author wrote.
+whatever the cause (missing, unreadable by the operator, incompatible), naming only what the author wrote.
 """
 
 import json
