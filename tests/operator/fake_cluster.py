@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ktune import contract
-from ktune.operator.cluster import AlreadyExists, ApiError
+from ktune.operator.cluster import AlreadyExists, ApiError, Conflict
 
 
 class FakeCluster:
@@ -21,9 +21,14 @@ class FakeCluster:
         self.jobs: dict[tuple[str, str], dict[str, Any]] = {}  # (namespace, name) -> other TuningJobs
         self.pod_lists = 0  # LIST requests for pods
         self._uids = itertools.count()
+        self._versions = itertools.count(1)  # resourceVersions of Trials
 
     def _uid(self) -> str:
         return f"uid-{next(self._uids)}"
+
+    def touch_trial(self, name: str) -> None:
+        """Give the Trial a new resourceVersion, as any write by someone else would."""
+        self.trials[name]["metadata"]["resourceVersion"] = str(next(self._versions))
 
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.jobs.get((namespace, name)))
@@ -40,17 +45,24 @@ class FakeCluster:
         created["metadata"]["uid"] = self._uid()
         created.pop("status", None)
         self.trials[name] = created
+        self.touch_trial(name)
         return copy.deepcopy(created)
 
-    def patch_trial_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    def patch_trial_status(self, namespace: str, name: str, status: Mapping[str, Any],
+                           resource_version: str | None = None) -> dict[str, Any]:
         if name not in self.trials:
             raise ApiError(404, f'trials.ktune.dev "{name}" not found')
+        if resource_version is not None and resource_version != self.trials[name]["metadata"].get("resourceVersion"):
+            raise Conflict(409, f'Operation cannot be fulfilled on trials.ktune.dev "{name}": the object has been '
+                                "modified; please apply your changes to the latest version and try again")
         current = self.trials[name].setdefault("status", {})
         for key, value in status.items():
             if value is None:
                 current.pop(key, None)
             else:
                 current[key] = copy.deepcopy(value)
+        self.touch_trial(name)
+        return copy.deepcopy(self.trials[name])
 
     def list_pods(self, namespace: str, tuningjob: str) -> list[dict[str, Any]]:
         self.pod_lists += 1

@@ -30,12 +30,13 @@ class CrashAfterCreate(FakeCluster):
         self.armed = True
         return created
 
-    def patch_trial_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    def patch_trial_status(self, namespace: str, name: str, status: Mapping[str, Any],
+                           resource_version: str | None = None) -> dict[str, Any]:
         if self.armed:
             self.armed = False
             self.crashes += 1
             raise ApiError(503, "the operator was killed here")
-        super().patch_trial_status(namespace, name, status)
+        return super().patch_trial_status(namespace, name, status, resource_version)
 
 
 @pytest.mark.parametrize("sampler", [{"name": "grid"}, {"name": "tpe", "seed": 4, "options": {"n_startup_trials": 2}},

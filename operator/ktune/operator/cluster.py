@@ -39,6 +39,19 @@ class AlreadyExists(ApiError):
     """A create was refused because an object of that name exists (409)."""
 
 
+class Conflict(ApiError):
+    """A write was refused because the object changed since the writer read it (409 on its resourceVersion):
+    someone else wrote it, so what this process knows of it is stale; rebuild from the API."""
+
+
+class WriteGate(Protocol):
+    """Whether this process may write to the API now (`ktune.operator.election.LeaderGate`)."""
+
+    def check(self, what: str) -> float:
+        """The seconds this process may still write; raises when it may not write at all."""
+        ...
+
+
 class TooManyRequests(ApiError):
     """The API server asks to slow down (429); `retry_after` is how long it asked to wait, in seconds."""
 
@@ -53,7 +66,8 @@ class Cluster(Protocol):
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     def list_trials(self, namespace: str, tuningjob: str) -> list[dict[str, Any]]: ...
     def create_trial(self, namespace: str, trial: Mapping[str, Any]) -> dict[str, Any]: ...
-    def patch_trial_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
+    def patch_trial_status(self, namespace: str, name: str, status: Mapping[str, Any],
+                           resource_version: str | None = None) -> dict[str, Any]: ...
     def list_pods(self, namespace: str, tuningjob: str) -> list[dict[str, Any]]: ...
     def create_pod(self, namespace: str, pod: Mapping[str, Any]) -> dict[str, Any]: ...
     def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None: ...
@@ -75,7 +89,12 @@ def job_selector(tuningjob: str) -> str:
 
 
 class KubeCluster:
-    """`Cluster` over a real API server."""
+    """`Cluster` over a real API server.
+
+    With leader election, `gate` is the leader's `LeaderGate`: every write (any method but GET) checks it right
+    before it is sent, and is refused once this process may no longer be the leader, or given at most the time
+    it may still write as its timeout.
+    """
 
     def __init__(self, api_client: client.ApiClient, request_timeout: float = 30.0,
                  page_size: int = LIST_PAGE_SIZE) -> None:
@@ -83,6 +102,7 @@ class KubeCluster:
         self._timeout = request_timeout
         self._page_size = page_size
         self._instance = os.environ.get("HOSTNAME") or socket.gethostname()
+        self.gate: WriteGate | None = None
 
     @classmethod
     def from_environment(cls, pool_size: int = 4) -> "KubeCluster":
@@ -93,6 +113,9 @@ class KubeCluster:
         except config.ConfigException:
             config.load_kube_config(client_configuration=configuration)
         configuration.connection_pool_maxsize = pool_size  # one connection per concurrent reconcile pass
+        # No retries inside the HTTP client: a request retried after its timeout could reach the API server after
+        # this process's leader Lease ran out. A failed call fails its pass (or its Lease renewal), which retry.
+        configuration.retries = False
         return cls(client.ApiClient(configuration))
 
     def request(
@@ -102,10 +125,17 @@ class KubeCluster:
         query: Mapping[str, str] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        *,
+        timeout: float | None = None,
+        gated: bool = True,
     ) -> dict[str, Any]:
-        """One API call; the decoded JSON answer, or ApiError with the server's message."""
+        """One API call; the decoded JSON answer, or ApiError with the server's message.
+
+        A write (unless not `gated`: the leader Lease's own calls) passes `gate` first; `timeout` replaces the
+        client's usual one."""
         if query:
             path += "?" + urllib.parse.urlencode(query)
+        limit = self._timeout if timeout is None else timeout
         method, url, headers, body, _ = self._client.param_serialize(
             method,
             path,
@@ -113,7 +143,9 @@ class KubeCluster:
             body=body,
             auth_settings=["BearerToken"],
         )
-        response = self._client.call_api(method, url, headers, body, _request_timeout=self._timeout)
+        if gated and method != "GET" and self.gate is not None:
+            limit = min(limit, self.gate.check(f"{method} {path}"))
+        response = self._client.call_api(method, url, headers, body, _request_timeout=limit)
         text = (response.read() or b"{}").decode("utf-8")
         if not 200 <= response.status <= 299:
             try:
@@ -122,7 +154,9 @@ class KubeCluster:
                 message = text
             if response.status == 429:
                 raise TooManyRequests(message, _seconds(response.getheader("Retry-After")))
-            error_type = AlreadyExists if response.status == 409 and method == "POST" else ApiError
+            error_type = ApiError
+            if response.status == 409:
+                error_type = AlreadyExists if method == "POST" else Conflict
             raise error_type(response.status, message)
         return json.loads(text)
 
@@ -161,9 +195,15 @@ class KubeCluster:
     def create_trial(self, namespace: str, trial: Mapping[str, Any]) -> dict[str, Any]:
         return self.request("POST", TRIALS.format(ns=namespace), body=dict(trial))
 
-    def patch_trial_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    def patch_trial_status(self, namespace: str, name: str, status: Mapping[str, Any],
+                           resource_version: str | None = None) -> dict[str, Any]:
+        """Merge `status` into the Trial's; with `resource_version`, only if the Trial is still at that version
+        (Conflict otherwise: a stale writer's patch is refused). The Trial as written."""
         path = f"{TRIALS.format(ns=namespace)}/{name}/status"
-        self.request("PATCH", path, body={"status": dict(status)}, content_type="application/merge-patch+json")
+        body: dict[str, Any] = {"status": dict(status)}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
+        return self.request("PATCH", path, body=body, content_type="application/merge-patch+json")
 
     def list_pods(self, namespace: str, tuningjob: str) -> list[dict[str, Any]]:
         return self.list_all(PODS.format(ns=namespace), job_selector(tuningjob))

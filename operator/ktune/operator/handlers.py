@@ -10,6 +10,11 @@ job, so a slow pass of one job never holds another job's.
 ktune's pods are watched once for all jobs and kept in a kopf index, which the reconcilers read through
 `PodCache` instead of listing a job's pods on every pass.
 
+With leader election, every write of the operator passes the leader's gate (`ktune.operator.election`): once the
+Lease may have passed to another replica, a pass that tries to write is stopped there (NotLeading) and the process
+exits soon after. A Trial that another process wrote since this one read it (Conflict) stops the pass too, and the
+next one rebuilds the job from the API.
+
 kopf attaches a finalizer to a TuningJob while its daemon runs (so that the daemon is stopped before the job goes
 away) and removes it once the job has finished; children go with ownerReferences.
 """
@@ -27,8 +32,8 @@ from typing import Any
 import kopf
 
 from ktune import contract
-from ktune.operator.cluster import AlreadyExists, KubeCluster
-from ktune.operator.election import LeaseElection, exit_on_lost_lease
+from ktune.operator.cluster import AlreadyExists, Conflict, KubeCluster
+from ktune.operator.election import LeaseElection, NotLeading, exit_on_lost_lease
 from ktune.operator.pod_cache import PodCache
 from ktune.operator.reconcile import JobReconciler
 from ktune.operator.settings import OperatorSettings
@@ -44,6 +49,8 @@ from ktune.operator.wakeups import (
     run_until_stopped,
     trial_milestone,
 )
+
+log = logging.getLogger(__name__)
 
 FINALIZER = f"{contract.API_GROUP}/operator"
 LEASE_NAME = "ktune-operator"
@@ -127,8 +134,12 @@ def build_registry(settings: OperatorSettings, cluster: PodCache, telemetry: Tel
             wakeups.wake(namespace or "", name)
 
     def reconcile_once(reconciler: JobReconciler, body: dict[str, Any]) -> None:
-        with telemetry.time_reconcile():
-            reconciler.reconcile(body, time.time())
+        try:
+            with telemetry.time_reconcile():
+                reconciler.reconcile(body, time.time())
+        except (NotLeading, Conflict) as error:  # no failure to back off from: the next pass rebuilds from the API
+            log.warning("%s/%s: pass stopped: %s", body["metadata"]["namespace"], body["metadata"]["name"], error)
+            return
         state = reconciler.state
         if state is not None:
             objective = None if state.job.spec.multi_objective else state.job.spec.objectives[0].metric
@@ -177,10 +188,11 @@ def run_operator(options: RunOptions, settings: OperatorSettings) -> None:
     if options.metrics_port is not None:
         telemetry.serve(options.metrics_port)
     kube = KubeCluster.from_environment(pool_size=settings.max_workers)
-    cluster = PodCache(telemetry.counting_api_errors(kube, API_OPERATIONS, ignored=(AlreadyExists,)))
+    cluster = PodCache(telemetry.counting_api_errors(kube, API_OPERATIONS, ignored=(AlreadyExists, NotLeading)))
     if options.leader_election_namespace is not None:
         election = LeaseElection(kube, options.leader_election_namespace, LEASE_NAME,
                                  f"{socket.gethostname()}-{os.getpid()}", settings.lease_duration_seconds)
+        kube.gate = election.gate  # closed until the Lease is acquired
         election.acquire()
         election.keep(on_lost=exit_on_lost_lease)
     # Leaving the `with` waits for passes still running when kopf stops, so that none is cut mid-write.

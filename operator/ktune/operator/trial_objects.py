@@ -2,7 +2,9 @@
 
 A Trial object is made before its first pod (so every pod has its owner) and its status is written
 whenever the driver learns something; a finished trial's outcome is written before its pod is
-stopped, so a restarted operator never loses an outcome to a crash between the two.
+stopped, so a restarted operator never loses an outcome to a crash between the two. Each status write
+carries the resourceVersion of the Trial as this process last saw it, so that an operator that is no
+longer the leader (or lagging behind a write of another) cannot set a Trial back.
 """
 
 import json
@@ -82,6 +84,10 @@ class TrialObjects:
                                     f"{name} failed: {record.reason}: {(record.message or '')[-300:]}")
 
     def _write(self, record: TrialRecord, attempts: int) -> None:
+        """Write the Trial's status if the Trial is still as this process last read or wrote it (Conflict
+        otherwise: another operator wrote it, and the pass rebuilds from the API instead of overwriting it)."""
         pod_name = trial_pod_name(self.job_name, record.number, attempts) if attempts else None
         status = trial_status(record, attempts, pod_name, self.settings.intermediate_values_kept)
-        self.cluster.patch_trial_status(self.namespace, trial_name(self.job_name, record.number), status)
+        version = self.owners[record.number]["metadata"].get("resourceVersion")
+        self.owners[record.number] = self.cluster.patch_trial_status(
+            self.namespace, trial_name(self.job_name, record.number), status, version)
