@@ -26,11 +26,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ktune import contract, metrics
+from ktune import metrics
 from ktune.algorithms import load_tuningjob
 from ktune.engine import JOB_STOPPED, Engine, TrialState
 from ktune.engine.warm_start import ImportedTrials
 from ktune.operator.cluster import Cluster
+from ktune.operator.ownership import Ownership
 from ktune.operator.pod_backend import (
     PodBackend,
     QueryPrometheus,
@@ -80,6 +81,8 @@ class JobReconciler:
         self.query_prometheus = query_prometheus
         self.state: JobState | None = None
         self.status = StatusWriter(cluster, settings)
+        self.ownership = Ownership()
+        """Which listed Trials and pods are this job's (by owner uid, not labels)."""
         self.accepted_text: str | None = None
         """The accepted search space (JSON), once known: status.acceptedSpec as read or written."""
         self.warm_start = WarmStartSources(cluster, settings)
@@ -177,7 +180,8 @@ class JobReconciler:
         """A job that cannot run (it became invalid) stops what it runs: each Running trial is Failed with
         JobStopped, then its pods are deleted (the outcome is written first, as the driver does)."""
         namespace, name = _namespace(body), body["metadata"]["name"]
-        for trial in self.cluster.list_trials(namespace, name):
+        trials = self.ownership.trials(body, self.cluster.list_trials(namespace, name))
+        for trial in trials:
             record = record_from_trial(trial)
             if record.state != TrialState.RUNNING:
                 continue
@@ -186,7 +190,8 @@ class JobReconciler:
             status = trial_status(record, trial_attempts(trial), (trial.get("status") or {}).get("podName"),
                                   self.settings.intermediate_values_kept)
             self.cluster.patch_trial_status(namespace, trial["metadata"]["name"], status)
-        for pod in self.cluster.list_pods(namespace, name):
+        owners = {int(trial["spec"]["number"]): trial for trial in trials}
+        for _, pod in self.ownership.pods(body, owners, self.cluster.list_pods(namespace, name)).values():
             if not pod_finished(pod) and not pod["metadata"].get("deletionTimestamp"):
                 self.cluster.delete_pod(namespace, pod["metadata"]["name"])
 
@@ -197,7 +202,8 @@ class JobReconciler:
             self.state.job = job
             return self.state
         started_at = epoch((body.get("status") or {}).get("startTime")) or now
-        trials = sorted(self.cluster.list_trials(_namespace(body), job.name), key=lambda t: t["spec"]["number"])
+        listed = self.cluster.list_trials(_namespace(body), job.name)
+        trials = sorted(self.ownership.trials(body, listed), key=lambda t: t["spec"]["number"])
         records = [record_from_trial(trial) for trial in trials]
         imported = self.warm_start.imported(body, job)
         engine = Engine(job.spec, records, study_name=f"{_namespace(body)}/{job.name}", started_at=started_at,
@@ -205,11 +211,11 @@ class JobReconciler:
         owners = {trial["spec"]["number"]: trial for trial in trials}
         trial_objects = TrialObjects(self.cluster, self.settings, engine, owners)
         driver = TrialDriver(engine, self._driver_settings(), trial_objects)
-        pods = self.cluster.list_pods(_namespace(body), job.name)
+        pods = self.ownership.pods(body, owners, self.cluster.list_pods(_namespace(body), job.name))
         for trial, record in zip(trials, records, strict=True):
             if record.state != TrialState.RUNNING:
                 continue
-            pod_attempts = [pod_attempt(pod) for pod in pods if _pod_trial(pod) == record.number]
+            pod_attempts = [pod_attempt(pod) for number, pod in pods.values() if number == record.number]
             attempts = max([trial_attempts(trial), *pod_attempts])
             driver.adopt(record, attempts, relaunch="started" if attempts == 0 else None)
         self.state = JobState(job=job, engine=engine, driver=driver, trials=trial_objects, imported=imported)
@@ -231,12 +237,12 @@ class JobReconciler:
     def _delete_stray_pods(
         self, body: dict[str, Any], state: JobState, pods: dict[str, dict[str, Any]], now: float
     ) -> None:
-        """Delete running pods that no live attempt owns (a stopped trial's pod left by a crash, say), force-delete
-        such pods stuck Terminating on a lost node, and delete finished pods past their retention."""
+        """Delete running pods that no live attempt holds (a stopped trial's pod left by a crash, say), force-delete
+        such pods stuck Terminating on a lost node, and delete finished pods past their retention. Only the job's
+        own pods (controlled by its Trials): others with its labels are left alone."""
         held = state.driver.live_attempts()
-        for name, pod in pods.items():
-            trial = _pod_trial(pod)
-            if trial is not None and held.get(trial) == pod_attempt(pod):
+        for name, (trial, pod) in self.ownership.pods(body, state.trials.owners, pods.values()).items():
+            if held.get(trial) == pod_attempt(pod):
                 continue
             if pod_finished(pod):
                 if not pod["metadata"].get("deletionTimestamp") and self._retention_over(pod, now):
@@ -275,8 +281,3 @@ def _refused_edit(body: Mapping[str, Any], accepted: Mapping[str, Any]) -> str |
 
 def _namespace(body: Mapping[str, Any]) -> str:
     return body["metadata"]["namespace"]
-
-
-def _pod_trial(pod: Mapping[str, Any]) -> int | None:
-    text = (pod["metadata"].get("labels") or {}).get(contract.LABEL_TRIAL, "")
-    return int(text) if text.isdigit() else None
