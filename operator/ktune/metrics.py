@@ -45,6 +45,17 @@ class TrialMetrics:
     step: int | None = None
 
 
+@dataclass(frozen=True)
+class Scraped:
+    """What one read of an attempt's metrics gave: the readings since the previous read, in step order (oldest
+    first; a `/metrics` page gives one, a Prometheus range several, none when nothing is new), and where the next
+    read of the same attempt goes on from. The cursor is the source's own (a Prometheus timestamp, a log offset):
+    the trial driver keeps it per attempt and hands it back unread, None for an attempt's first read."""
+
+    readings: list[TrialMetrics] = field(default_factory=list)
+    cursor: object | None = None
+
+
 def metrics_url(host: str, port: int) -> str:
     """The address of a trial's Prometheus page."""
     return f"http://{host}:{port}/metrics"

@@ -8,7 +8,7 @@ from typing import Any
 
 from ktune.algorithms import load_tuningjob
 from ktune.engine import JOB_STOPPED, Engine, TrialRecord, TrialState
-from ktune.metrics import MetricsError, TrialMetrics
+from ktune.metrics import MetricsError, Scraped, TrialMetrics
 from ktune.trials.backend import LaunchDeferred, LaunchRefused, Observation, Phase
 from ktune.trials.driver import MAX_METRICS_KEPT, DriverSettings, TrialDriver
 
@@ -30,6 +30,8 @@ JOB: dict[str, Any] = {
 class Attempt:
     observation: Observation = field(default_factory=lambda: Observation(Phase.RUNNING))
     metrics: TrialMetrics | None = None  # None: scraping fails
+    batches: list[Scraped | None] = field(default_factory=list)  # answered first, one per scrape (None: fails)
+    cursors: list[object | None] = field(default_factory=list)  # the cursor of every scrape
     stopped: bool = False
     deleted: str | None = None  # "graceful" or "forced"
     released: bool = False
@@ -51,12 +53,18 @@ class ScriptedBackend:
     def observe(self, number: int, attempt: int) -> Observation:
         return self.attempts[number, attempt].observation
 
-    def scrape(self, number: int, attempt: int) -> TrialMetrics:
+    def scrape(self, number: int, attempt: int, cursor: object | None) -> Scraped:
         self.scrapes += 1
-        metrics = self.attempts[number, attempt].metrics
-        if metrics is None:
+        state = self.attempts[number, attempt]
+        state.cursors.append(cursor)
+        if state.batches:
+            answer = state.batches.pop(0)
+            if answer is None:
+                raise MetricsError("connection refused")
+            return answer
+        if state.metrics is None:
             raise MetricsError("connection refused")
-        return metrics
+        return Scraped([state.metrics])
 
     def stop(self, number: int, attempt: int, grace_seconds: float | None) -> None:
         self.attempts[number, attempt].stopped = True

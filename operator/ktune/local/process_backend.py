@@ -22,7 +22,7 @@ from ktune.local.processes import (
     trial_variables,
 )
 from ktune.local.run_directory import RunDirectory
-from ktune.metrics import TrialMetrics, metrics_url, scrape
+from ktune.metrics import Scraped, metrics_url, scrape
 from ktune.trials.backend import LaunchRefused, Observation, Phase
 from ktune.trials.environment import contract_env
 
@@ -76,8 +76,9 @@ class ProcessBackend:
             result = None
         return Observation(Phase.SUCCEEDED, result=result, result_source=str(process.result_path))
 
-    def scrape(self, number: int, attempt: int) -> TrialMetrics:
-        return scrape(metrics_url(LOCAL_METRICS_HOST, self.processes[number].port), SCRAPE_TIMEOUT_SECONDS)
+    def scrape(self, number: int, attempt: int, cursor: object | None) -> Scraped:
+        """The process's `/metrics` page as it is now (a page holds only the newest step: no cursor)."""
+        return Scraped([scrape(metrics_url(LOCAL_METRICS_HOST, self.processes[number].port), SCRAPE_TIMEOUT_SECONDS)])
 
     def stop(self, number: int, attempt: int, grace_seconds: float | None) -> None:
         if grace_seconds is not None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ktune import metrics
 from ktune.engine import TrialRecord
-from ktune.metrics import MetricsError, TrialMetrics
+from ktune.metrics import MetricsError, Scraped, TrialMetrics
 from ktune.operator.cluster import AlreadyExists, ApiError, Cluster
 from ktune.operator.pods import controller_uid, trial_pod_manifest, trial_pod_name
 from ktune.operator.trials import epoch
@@ -24,6 +24,8 @@ from ktune.trials.backend import LaunchDeferred, LaunchRefused, Observation, Pha
 
 Scrape = Callable[[str, float], TrialMetrics]
 QueryPrometheus = Callable[[str, str, int, str | None, float], TrialMetrics]
+ReadMetrics = Callable[[int, dict[str, Any], object | None], Scraped]
+"""(trial number, the attempt's pod, the cursor its previous read returned) -> what is new since."""
 
 # A pod waiting with one of these reasons waits for its image (or its container's config): the driver fails
 # the attempt once `image_pull_timeout_seconds` passed.
@@ -36,7 +38,7 @@ class PodBackend:
     """Trial attempts as pods of one TuningJob, for one reconcile pass."""
 
     def __init__(self, cluster: Cluster, job: TuningJob, namespace: str, pods: Mapping[str, dict[str, Any]],
-                 owners: Mapping[int, Mapping[str, Any]], read_metrics: Callable[[int, dict[str, Any]], TrialMetrics],
+                 owners: Mapping[int, Mapping[str, Any]], read_metrics: ReadMetrics,
                  delete_succeeded: bool = False):
         self.cluster = cluster
         self.job = job
@@ -94,11 +96,11 @@ class PodBackend:
             return Observation(Phase.RUNNING)
         return _pending(pod)
 
-    def scrape(self, number: int, attempt: int) -> TrialMetrics:
+    def scrape(self, number: int, attempt: int, cursor: object | None) -> Scraped:
         pod = self._pod(number, attempt)
         if pod is None:
             raise MetricsError("the trial's pod is gone")
-        return self.read_metrics(number, pod)
+        return self.read_metrics(number, pod, cursor)
 
     def stop(self, number: int, attempt: int, grace_seconds: float | None) -> None:
         pod = self._pod(number, attempt)
@@ -120,17 +122,17 @@ class PodBackend:
 
 
 def direct_or_prometheus(job: TuningJob, namespace: str, timeout: float, scrape: Scrape,
-                         query_prometheus: QueryPrometheus) -> Callable[[int, dict[str, Any]], TrialMetrics]:
+                         query_prometheus: QueryPrometheus) -> ReadMetrics:
     """How this job's trial metrics are read: from the pod's `/metrics` page or from its Prometheus server."""
     source = job.spec.metrics_source
 
-    def read(number: int, pod: dict[str, Any]) -> TrialMetrics:
+    def read(number: int, pod: dict[str, Any], cursor: object | None) -> Scraped:
         if source.type == "prometheus":
-            return query_prometheus(source.url or "", job.name, number, namespace, timeout)
+            return Scraped([query_prometheus(source.url or "", job.name, number, namespace, timeout)])
         pod_ip = (pod.get("status") or {}).get("podIP")
         if not pod_ip:
             raise MetricsError("the pod has no IP")
-        return scrape(metrics.metrics_url(pod_ip, job.spec.trial.metrics_port), timeout)
+        return Scraped([scrape(metrics.metrics_url(pod_ip, job.spec.trial.metrics_port), timeout)])
 
     return read
 

@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Literal, Protocol
 
 from ktune.engine import TrialRecord
-from ktune.metrics import TrialMetrics
+from ktune.metrics import Scraped as Scraped  # re-exported: part of the Backend protocol
 
 
 class Phase(StrEnum):
@@ -80,8 +80,10 @@ class Backend(Protocol):
     def observe(self, number: int, attempt: int) -> Observation:
         """What the attempt is doing now."""
 
-    def scrape(self, number: int, attempt: int) -> TrialMetrics:
-        """The attempt's current metrics; `ktune.metrics.MetricsError` when they cannot be read."""
+    def scrape(self, number: int, attempt: int, cursor: object | None) -> Scraped:
+        """The attempt's metrics since `cursor` (the one this attempt's previous scrape returned; None at first), in
+        step order; `ktune.metrics.MetricsError` when they cannot be read (then nothing is lost: the driver asks
+        again from the same cursor)."""
 
     def stop(self, number: int, attempt: int, grace_seconds: float | None) -> None:
         """Ask the attempt to stop (SIGTERM, pod deletion); kill it if still there after the grace period

@@ -18,7 +18,8 @@ happened goes to `TrialEvents`. The rules, the same on a laptop and on a cluster
   refused; an invalid one is not. A launch put off for a passing reason (a used-up quota) is tried
   again at the next pass without using up a retry, and the trial waits (`deferred`).
 - **Steps** go to the pruner once each, in order: a retried attempt's steps up to the last one heard
-  are not reported again (Optuna keeps the first value of a step).
+  are not reported again (Optuna keeps the first value of a step). One scrape may bring several steps
+  (a Prometheus range); they are heard oldest first, and the rest are dropped once one is pruned.
 """
 
 from collections.abc import Mapping
@@ -75,6 +76,8 @@ class LiveTrial:
     """The last step handed to the pruner (kept across attempts)."""
     last_metrics: dict[str, float] = field(default_factory=dict)
     """The current attempt's latest scraped values."""
+    cursor: object | None = None
+    """Where the current attempt's next scrape goes on from (the backend's own; None before its first)."""
     next_scrape_at: float = 0.0
     silent_since: float | None = None
     """When the current attempt's metrics stopped answering, None while they answer."""
@@ -178,12 +181,15 @@ class TrialDriver:
 
     def _read_metrics(self, backend: Backend, live: LiveTrial, now: float) -> None:
         try:
-            reading = backend.scrape(live.number, live.attempt)
+            scraped = backend.scrape(live.number, live.attempt, live.cursor)
         except MetricsError as error:
             self._metrics_silent(backend, live, str(error), now)
             return
-        live.silent_since = None
-        self._heard(backend, live, reading, now)
+        live.silent_since, live.cursor = None, scraped.cursor
+        for reading in scraped.readings:
+            self._heard(backend, live, reading, now)
+            if live.stopping:  # pruned: later steps of the attempt no longer count
+                return
 
     def _metrics_silent(self, backend: Backend, live: LiveTrial, why: str, now: float) -> None:
         """Fail the attempt with MetricsUnavailable once its metrics stayed silent for the configured time."""
@@ -276,7 +282,7 @@ class TrialDriver:
             return
         self.deferred.pop(live.number, None)
         live.attempt, live.launch_next = attempt, None
-        live.last_metrics, live.silent_since, live.next_scrape_at = {}, None, 0.0
+        live.last_metrics, live.silent_since, live.next_scrape_at, live.cursor = {}, None, 0.0, None
         self.events.attempt_started(record, attempt, how)
 
     def _launch_new(self, backend: Backend, now: float) -> None:
