@@ -23,9 +23,9 @@ def test_admins_can_leave_the_policy_out():
 
 def test_the_policy_checks_that_a_warm_start_sources_author_may_read_it_in_its_namespace():
     policy = next(obj for obj in render() if obj["kind"] == "ValidatingAdmissionPolicy")
-    unreadable = policy["spec"]["variables"][0]["expression"]
-    assert "resource('tuningjobs').namespace(s.__namespace__).check('get')" in unreadable
-    assert "resource('trials').namespace(s.__namespace__).check('list')" in unreadable
+    check = policy["spec"]["validations"][1]["expression"]
+    assert "resource('tuningjobs').namespace(s['namespace']).check('get')" in check
+    assert "resource('trials').namespace(s['namespace']).check('list')" in check
     assert "spec.warmStart.from" in policy["spec"]["validations"][1]["messageExpression"]
 
 

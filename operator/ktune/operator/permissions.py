@@ -55,16 +55,16 @@ ADMISSION_POLICY_WHY = (
     "the garbage collector's metadata updates. Needs Kubernetes 1.30+ (admissionregistration.k8s.io/v1)."
 )
 
-_READS_THERE = ("authorizer.group('ktune.dev').resource('tuningjobs').namespace(s.__namespace__).check('get').allowed()"
-                " && authorizer.group('ktune.dev').resource('trials').namespace(s.__namespace__).check('list')"
-                ".allowed()")
-# The warm-start sources in other namespaces whose TuningJobs and Trials the author may not read, as namespace/name
-# (`namespace` is a CEL keyword: a field of that name is written __namespace__).
-_UNREADABLE_SOURCES = (
+# The warm-start sources in other namespaces. The policy sees the job as plain maps: `namespace` (a CEL keyword) is
+# read as s['namespace']. The authorizer is checked in the validation itself: a messageExpression cannot use it,
+# not even through a variable, so the message lists every source elsewhere.
+_SOURCES_ELSEWHERE = (
     "has(object.spec.warmStart) && has(object.spec.warmStart.from) ? object.spec.warmStart.from.filter(s, "
-    "has(s.__namespace__) && s.__namespace__ != object.metadata.namespace && !(" + _READS_THERE + "))"
-    ".map(s, s.__namespace__ + '/' + s.name) : []"
+    "'namespace' in s && s['namespace'] != object.metadata.namespace) : []"
 )
+_READS_THERE = ("authorizer.group('ktune.dev').resource('tuningjobs').namespace(s['namespace']).check('get')"
+                ".allowed() && authorizer.group('ktune.dev').resource('trials').namespace(s['namespace'])"
+                ".check('list').allowed()")
 
 ADMISSION_POLICY_SPEC: dict[str, Any] = {
     "failurePolicy": "Fail",
@@ -77,7 +77,7 @@ ADMISSION_POLICY_SPEC: dict[str, Any] = {
         "name": "spec-created-or-changed",
         "expression": "request.operation == 'CREATE' || object.spec != oldObject.spec",
     }],
-    "variables": [{"name": "unreadableWarmStartSources", "expression": _UNREADABLE_SOURCES}],
+    "variables": [{"name": "warmStartSourcesElsewhere", "expression": _SOURCES_ELSEWHERE}],
     "validations": [{
         "expression": "authorizer.group('').resource('pods').namespace(object.metadata.namespace)"
                       ".check('create').allowed()",
@@ -87,11 +87,12 @@ ADMISSION_POLICY_SPEC: dict[str, Any] = {
                              "namespace)'",
         "reason": "Forbidden",
     }, {
-        "expression": "size(variables.unreadableWarmStartSources) == 0",
+        "expression": "variables.warmStartSourcesElsewhere.all(s, " + _READS_THERE + ")",
         "messageExpression": "'spec.warmStart.from: ' + request.userInfo.username + ' may not read the TuningJobs "
-                             "and Trials of ' + variables.unreadableWarmStartSources.join(', ') + ', so may not "
-                             "warm-start from them (remove them from spec.warmStart.from, or ask for get on "
-                             "tuningjobs and list on trials in their namespace)'",
+                             "and Trials of every source in another namespace (' + variables.warmStartSourcesElsewhere"
+                             ".map(s, s['namespace'] + '/' + s.name).join(', ') + '), so may not warm-start from "
+                             "them (remove those, or ask for get on tuningjobs and list on trials in their "
+                             "namespaces)'",
         "reason": "Forbidden",
     }],
 }
