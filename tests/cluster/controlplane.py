@@ -219,6 +219,9 @@ class ControlPlane:
             f"--service-account-signing-key-file={pki.sa_key}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--endpoint-reconciler-type=none",
+            # pods/log goes to the node agent's containerLogs at its InternalIP (its Hostname does not resolve), as
+            # kubeadm's clusters prefer; no --kubelet-certificate-authority: the agent's certificate is self-signed.
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
             f"--default-not-ready-toleration-seconds={POD_EVICTION_TOLERATION_SECONDS}",
             f"--default-unreachable-toleration-seconds={POD_EVICTION_TOLERATION_SECONDS}",
         ]

@@ -22,7 +22,8 @@ fixture does this as a subprocess, so a test can kill it to simulate losing the 
   any other failure -> Failed/Error (killed by signal N: exit code 128+N). restartPolicy Never is what
   ktune uses; OnFailure and Always restart the process with a short backoff;
 - on pod deletion: SIGTERM the process group, SIGKILL after the grace period, then delete the pod with
-  grace 0 as the kubelet does. Pod output goes to <workdir>/pods/<namespace>_<name>/container.log.
+  grace 0 as the kubelet does. Pod output goes to <workdir>/pods/<namespace>_<name>/container.log;
+- serves the kubelet's containerLogs endpoint (tests.cluster.kubelet_logs), so `kubectl logs` and `pods/log` work.
 
 Every API call is retried: watches reconnect with backoff, so the agent survives API server restarts.
 """
@@ -49,7 +50,7 @@ from kubernetes.client.rest import ApiException
 
 from ktune.contract import ENV_RESULT_PATH
 from ktune.local.expansion import expand, expand_env
-from tests.cluster.processes import spawn
+from tests.cluster.kubelet_logs import ContainerLogServer, spawn_logged
 
 log = logging.getLogger("node-agent")
 
@@ -157,6 +158,7 @@ class NodeAgent:
         self.stopping = threading.Event()
         self.restarting: dict[str, Running] = {}  # uid -> the exited process a restart follows
         self.started = now_rfc3339()
+        self.logs = ContainerLogServer(workdir, self.locate_container)
 
     # ---- node registration and heartbeats -------------------------------------------------------
     def node_object(self) -> dict:
@@ -201,6 +203,7 @@ class NodeAgent:
                 {"type": "InternalIP", "address": "127.0.0.1"},
                 {"type": "Hostname", "address": self.node_name},
             ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.logs.port}},
             "nodeInfo": {
                 "architecture": "amd64",
                 "bootID": "",
@@ -427,6 +430,14 @@ class NodeAgent:
         self.next_ip += 1
         return f"127.{self.ip_octet}.{self.next_ip // 250}.{self.next_ip % 250 + 1}"
 
+    def locate_container(self, namespace: str, name: str, container: str) -> Path | None:
+        """The files of a pod this node runs or ran, when `container` is its first (the one that runs)."""
+        for pod in list(self.pods.values()):
+            meta = pod["metadata"]
+            if (meta["namespace"], meta["name"]) == (namespace, name) and pod["spec"].get("nodeName") == self.node_name:
+                return self.pod_dir(pod) if pod["spec"]["containers"][0]["name"] == container else None
+        return None
+
     def pod_dir(self, pod: dict) -> Path:
         meta = pod["metadata"]
         return self.workdir / "pods" / f"{meta['namespace']}_{meta['name']}_{meta['uid'][:8]}"
@@ -482,13 +493,13 @@ class NodeAgent:
         if not workdir.is_dir():
             workdir = pod_dir
         try:
-            process = spawn(argv, pod_dir / "container.log", env=env, cwd=workdir)
+            process, drained = spawn_logged(argv, pod_dir, env=env, cwd=workdir)
         except OSError as error:
             self.fail_unstartable(pod, f"cannot run {argv[0]!r}: {error} (the test node agent ignores images)")
             return
         started_at = now_rfc3339()
         self.running[uid] = Running(pod, process, pod_dir, started_at, restart_count, last_state=last_state or {})
-        threading.Thread(target=self.wait_for, args=(uid, process), daemon=True).start()
+        threading.Thread(target=self.wait_for, args=(uid, process, drained), daemon=True).start()
         log.info("started %s as pid %d: %s", pod_key(pod), process.pid, argv)
         container_status = {
             "name": container["name"],
@@ -549,8 +560,9 @@ class NodeAgent:
             raise PodSpecError(f"env {env_name}: {kind} {ref['name']} has no key {ref['key']!r}")
         return data[ref["key"]]
 
-    def wait_for(self, uid: str, process: subprocess.Popen) -> None:
+    def wait_for(self, uid: str, process: subprocess.Popen, drained: Any) -> None:
         process.wait()
+        drained()  # the container's last lines are in its log before its end is reported, as with a kubelet
         self.events.put(("exited", (uid, process)))
 
     def on_exit(self, payload: tuple[str, subprocess.Popen]) -> None:
@@ -768,6 +780,7 @@ class NodeAgent:
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def run(self) -> None:
+        self.logs.start()
         while True:
             try:
                 self.register()
