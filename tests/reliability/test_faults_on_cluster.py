@@ -9,7 +9,9 @@ import json
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import kubernetes
 import pytest
@@ -25,6 +27,8 @@ from tests.operator.operator_harness import (
     wait_for,
 )
 from tests.reliability.fast_timeouts import FAST_TIMEOUTS
+from tests.reliability.rebuilt_suggestions import suggestion_mismatches
+from tests.reliability.status_write_kill import status_write_kill
 
 pytestmark = pytest.mark.cluster
 
@@ -52,37 +56,86 @@ def launches_by_trial(launch_log: Path) -> dict[str, int]:
     return counts
 
 
-def test_an_operator_sigkilled_ten_times_during_a_30_trial_job_runs_exactly_30_trials_and_keeps_every_result(
-    cluster: Cluster, namespace: str, operator: OperatorProcess, tmp_path: Path
-):
+@dataclass(frozen=True)
+class KilledJob:
+    """One sampler's job in the SIGKILL test: long enough that the job outlasts the ten kills."""
+
+    sampler: dict[str, Any]
+    parameters: list[dict[str, Any]]
+    max_trials: int
+    trials: int
+    """How many trials run: maxTrials, or the grid's size when that is smaller."""
+    steps: int
+
+
+X: list[dict[str, Any]] = [{"name": "x", "type": "float", "low": 0.0, "high": 1.0}]
+GRID: list[dict[str, Any]] = [{"name": "x", "type": "float", "low": 0.0, "high": 1.0, "step": 0.25},
+                              {"name": "k", "type": "categorical", "choices": ["a", "b", "c"]}]
+GRID_POINTS = sorted((x, k) for x in (0.0, 0.25, 0.5, 0.75, 1.0) for k in "abc")
+KILLED_JOBS = {
+    "random": KilledJob({"name": "random", "seed": 1}, X, max_trials=30, trials=30, steps=4),
+    "grid": KilledJob({"name": "grid", "seed": 1}, GRID, max_trials=20, trials=len(GRID_POINTS), steps=16),
+    "tpe": KilledJob({"name": "tpe", "seed": 7, "options": {"n_startup_trials": 4}}, X, max_trials=14, trials=14,
+                     steps=16),
+}
+
+
+@pytest.mark.parametrize("sampler", list(KILLED_JOBS))
+def test_an_operator_sigkilled_ten_times_mid_job_runs_every_trial_exactly_once_and_keeps_every_result(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, tmp_path: Path, sampler: str
+) -> None:
+    """Every other incarnation is killed at a random moment 0-5 s after it rebuilt its study; the ones between,
+    by an admission webhook, between creating their first Trial and its first status write (the crash of #13
+    item 5). The job outlasts the kills (checked at each random one), so every kill hits a working operator."""
+    case = KILLED_JOBS[sampler]
     rng = random.Random(KILL_SEED)
     launches = tmp_path / "launches.log"
-    apply(cluster, stand_in_job("killed", namespace, budget={"maxTrials": 30, "parallelism": 2},
-                                args=["--steps", "4", "--step-seconds", "0.5", "--launch-log", str(launches)]))
+    job = stand_in_job("killed", namespace, parameters=case.parameters, sampler=case.sampler,
+                       budget={"maxTrials": case.max_trials, "parallelism": 2},
+                       args=["--steps", str(case.steps), "--step-seconds", "0.5", "--launch-log", str(launches)])
+    began = time.monotonic()
     seen: dict[int, float] = {}
-    for kill in range(KILLS):
-        # Kill at a random moment of this incarnation's work: after it rebuilt the study, within 0-5 s.
-        wait_for(lambda kill=kill: operator.log().count("rebuilt the study") > kill, 90,
-                 f"operator incarnation {kill + 1} to rebuild the study", operator)
-        time.sleep(rng.uniform(0.0, 5.0))
-        phase = (get(cluster, "tuningjob", namespace, "killed").get("status") or {}).get("phase")
-        assert phase not in ("Succeeded", "Failed"), f"the job finished after only {kill} kills"
-        operator.kill()
-        for number, value in finished_values(cluster, namespace, "killed").items():
-            assert seen.setdefault(number, value) == value, f"trial {number}'s result changed"
-        operator.start()
+    with status_write_kill(cluster, namespace, tmp_path) as webhook:
+        apply(cluster, job)
+        for kill in range(KILLS):
+            if kill % 2:  # armed before this incarnation started: it dies at its first new Trial
+                created = webhook.wait_killed(90)
+                assert not get(cluster, "trial", namespace, created).get("status"), f"{created} got a status"
+            else:
+                wait_for(lambda kill=kill: operator.log().count("rebuilt the study") > kill, 90,
+                         f"operator incarnation {kill + 1} to rebuild the study", operator)
+                time.sleep(rng.uniform(0.0, 5.0))
+                phase = (get(cluster, "tuningjob", namespace, "killed").get("status") or {}).get("phase")
+                assert phase not in ("Succeeded", "Failed"), f"the job finished after only {kill} kills"
+                operator.kill()
+                webhook.arm(operator.kill)
+            for number, value in finished_values(cluster, namespace, "killed").items():
+                assert seen.setdefault(number, value) == value, f"trial {number}'s result changed"
+            operator.start()
+    killing = time.monotonic() - began
     finished = wait_finished(cluster, namespace, "killed", 300, operator)
+    running = time.monotonic() - began
 
     trials = trials_of(cluster, namespace, "killed")
-    assert sorted(trials) == list(range(30))
-    assert finished["status"]["trialCounts"]["total"] == 30
-    assert {t["status"]["state"] for t in trials.values()} == {"Succeeded"}
-    assert len({json.dumps(t["spec"]["params"], sort_keys=True) for t in trials.values()}) == 30
+    assert sorted(trials) == list(range(case.trials))
+    assert finished["status"]["trialCounts"]["total"] == case.trials
+    assert {(t["status"]["state"], t["status"]["attempts"]) for t in trials.values()} == {("Succeeded", 1)}
+    assert len({json.dumps(t["spec"]["params"], sort_keys=True) for t in trials.values()}) == case.trials
+    if sampler == "grid":
+        assert sorted((t["spec"]["params"]["x"], t["spec"]["params"]["k"]) for t in trials.values()) == GRID_POINTS
     for number, value in seen.items():
         assert trials[number]["status"]["value"] == value, f"trial {number} lost its result"
-    assert launches_by_trial(launches) == {str(n): 1 for n in range(30)}, "a trial ran twice"
+    assert launches_by_trial(launches) == {str(n): 1 for n in range(case.trials)}, "a trial ran twice"
+    by_name = {t["metadata"]["name"]: t for t in trials.values()}
+    assert len(webhook.killed_at) == KILLS // 2
+    for name in webhook.killed_at:  # its hours count from when it was asked for, not from the restart
+        assert by_name[name]["status"]["startTime"] == by_name[name]["spec"]["startTime"], name
+    mismatches, matched = suggestion_mismatches(job, trials)
+    assert not mismatches, "\n".join(mismatches)
     assert seen, "no trial finished between the kills: the kills did not hit a working operator"
-    print(f"{KILLS} kills; {len(seen)} results seen before the last kill were all kept")
+    print(f"{sampler}: {KILLS} kills in {killing:.0f}s, the job done at {running:.0f}s; {len(webhook.killed_at)} kills "
+          f"between a Trial's creation and its first status write ({', '.join(webhook.killed_at)}); {len(seen)} "
+          f"results seen before the last kill were all kept; params as rebuilt engines suggest them: {matched}")
 
 
 def pod_phase(cluster: Cluster, namespace: str, name: str) -> str | None:
