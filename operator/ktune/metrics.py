@@ -25,6 +25,12 @@ METRIC_LABEL = "metric"
 PROMETHEUS_LABEL_TUNINGJOB = "tuningjob"
 PROMETHEUS_LABEL_TRIAL = "trial"
 PROMETHEUS_LABEL_NAMESPACE = "namespace"
+PROMETHEUS_LABEL_POD = "pod"  # added by prometheus-operator: one attempt's series, not an earlier attempt's
+PROMETHEUS_WINDOW_SECONDS = 300
+"""One Prometheus read covers at most this much of a trial's history (a few hundred KiB at a 1 s scrape
+interval with the 64 metric names a trial keeps), so that catching up after a restart stays under the size bound."""
+PROMETHEUS_INGEST_MARGIN_SECONDS = 60
+"""A window that ended longer ago than this is complete: Prometheus has stored every scrape in it."""
 
 
 MAX_RESPONSE_BYTES = 1024 * 1024
@@ -111,55 +117,102 @@ def scrape(url: str, timeout: float) -> TrialMetrics:
     return parse_exposition(text)
 
 
-def query_prometheus(
-    base_url: str, tuningjob: str, trial: int, namespace: str | None, timeout: float
-) -> TrialMetrics:
-    """A trial's latest metrics from a Prometheus server, by one instant query over both gauges.
+@dataclass(frozen=True)
+class TrialSeries:
+    """One attempt's series in a Prometheus server, by the labels the chart's PodMonitor gives them."""
 
-    When a trial restarted, several series may match one metric; the newest sample wins.
+    namespace: str
+    tuningjob: str
+    trial: int
+    pod: str
+    started: float | None
+    """When the pod was created (epoch seconds): an earlier pod's samples under the same name are older. None: read
+    from one window back."""
+
+    def selector(self) -> str:
+        labels = {PROMETHEUS_LABEL_NAMESPACE: self.namespace, PROMETHEUS_LABEL_TUNINGJOB: self.tuningjob,
+                  PROMETHEUS_LABEL_TRIAL: str(self.trial), PROMETHEUS_LABEL_POD: self.pod}
+        matchers = [f'__name__=~"{TRIAL_METRIC_GAUGE}|{TRIAL_STEP_GAUGE}"']
+        matchers += [f'{name}="{_promql_string(value)}"' for name, value in labels.items()]
+        return "{" + ",".join(matchers) + "}"
+
+
+def query_prometheus(base_url: str, series: TrialSeries, cursor: object | None, timeout: float,
+                     now: float | None = None) -> Scraped:
+    """Every scrape of the attempt's pod that Prometheus holds after `cursor` (at most PROMETHEUS_WINDOW_SECONDS
+    of them at a time), one reading per scrape, oldest first, each metric paired with the step of the same scrape.
+
+    One instant query of a range vector, which gives the raw samples with their scrape timestamps (a
+    `query_range` would resample them on a grid). The cursor is the newest sample's timestamp (in ms). Nothing
+    new is a MetricsError, so that a Prometheus that is not scraping the pod ends in MetricsUnavailable.
     """
-    selectors = [
-        f'__name__=~"{TRIAL_METRIC_GAUGE}|{TRIAL_STEP_GAUGE}"',
-        f'{PROMETHEUS_LABEL_TUNINGJOB}="{_promql_string(tuningjob)}"',
-        f'{PROMETHEUS_LABEL_TRIAL}="{trial}"',
-    ]
-    if namespace is not None:
-        selectors.append(f'{PROMETHEUS_LABEL_NAMESPACE}="{_promql_string(namespace)}"')
-    query = "{" + ",".join(selectors) + "}"
-    url = base_url.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    now_ms = math.floor((time.time() if now is None else now) * 1000)
+    start = series.started if series.started is not None else now_ms / 1000 - PROMETHEUS_WINDOW_SECONDS
+    after = cursor if isinstance(cursor, int) else math.floor(start * 1000) - 1
+    end = min(now_ms, after + PROMETHEUS_WINDOW_SECONDS * 1000)
+    query = f"{series.selector()}[{max(end - after, 1)}ms]"
+    url = base_url.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": query, "time": end / 1000})
+    readings, newest = _scrapes_after(_prometheus_answer(url, base_url, timeout), after, base_url)
+    if newest is not None:
+        return Scraped(readings, newest)
+    if end < now_ms - PROMETHEUS_INGEST_MARGIN_SECONDS * 1000:
+        return Scraped([], end)  # an old gap (the operator was away): go on after it
+    if cursor is None:
+        raise MetricsError(f"Prometheus at {base_url} holds no {TRIAL_STEP_GAUGE} or {TRIAL_METRIC_GAUGE} samples "
+                           f"of pod {series.namespace}/{series.pod} yet: is it scraping the trial pods (the "
+                           "chart's metrics.trialPodMonitor), with the labels namespace, pod, tuningjob and trial?")
+    raise MetricsError(f"Prometheus at {base_url} has no sample of pod {series.namespace}/{series.pod} newer than "
+                       f"{after / 1000:.3f} (epoch seconds): it stopped scraping the pod")
+
+
+def _prometheus_answer(url: str, base_url: str, timeout: float) -> object:
     try:
-        body = json.loads(read_bounded(url, timeout).decode("utf-8", errors="replace"))
+        return json.loads(read_bounded(url, timeout).decode("utf-8", errors="replace"))
+    except urllib.error.HTTPError as error:  # Prometheus explains a refusal in a JSON body
+        text = error.read(4096).decode("utf-8", errors="replace")
+        try:
+            why = json.loads(text).get("error") or text
+        except (json.JSONDecodeError, AttributeError):
+            why = text
+        raise MetricsError(f"Prometheus at {base_url} answered HTTP {error.code}: {str(why)[:300]}") from error
     except (OSError, urllib.error.URLError) as error:
         raise MetricsError(f"cannot query Prometheus at {base_url}: {error}") from error
     except json.JSONDecodeError as error:
         raise MetricsError(f"Prometheus at {base_url} answered with something that is not JSON") from error
-    return _metrics_from_query_result(body, base_url)
 
 
 def _promql_string(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def _metrics_from_query_result(body: object, base_url: str) -> TrialMetrics:
+def _scrapes_after(body: object, after: int, base_url: str) -> tuple[list[TrialMetrics], int | None]:
+    """The readings of a range-vector answer newer than `after` (ms), by scrape timestamp, and the newest one."""
     if not isinstance(body, dict) or body.get("status") != "success":
         error = body.get("error") if isinstance(body, dict) else body
-        raise MetricsError(f"Prometheus at {base_url} refused the query: {error}")
-    newest: dict[str, tuple[float, float]] = {}  # metric -> (timestamp, value)
-    step: tuple[float, float] | None = None
-    for series in body.get("data", {}).get("result", []):
-        labels = series.get("metric", {})
-        timestamp, text = series["value"]
-        sample = (float(timestamp), float(text))
-        if labels.get("__name__") == TRIAL_STEP_GAUGE:
-            if step is None or sample[0] >= step[0]:
-                step = sample
-        elif METRIC_LABEL in labels:
-            name = labels[METRIC_LABEL]
-            if name not in newest or sample[0] >= newest[name][0]:
-                newest[name] = sample
-    values = {name: value for name, (_, value) in newest.items()}
-    step_value = _step(step[1]) if step is not None and math.isfinite(step[1]) else None
-    return TrialMetrics(values=values, step=step_value)
+        raise MetricsError(f"Prometheus at {base_url} refused the query: {str(error)[:300]}")
+    steps: dict[int, float] = {}
+    values: dict[int, dict[str, float]] = {}
+    try:
+        data = body["data"]
+        if data["resultType"] != "matrix":
+            raise ValueError(f"a {data['resultType']} instead of a range vector (matrix)")
+        for found in data["result"]:
+            labels = found["metric"]
+            for timestamp, text in found["values"]:
+                at, value = round(float(timestamp) * 1000), float(text)
+                if at <= after:
+                    continue
+                if labels.get("__name__") == TRIAL_STEP_GAUGE:
+                    steps[at] = value
+                elif METRIC_LABEL in labels:
+                    values.setdefault(at, {})[str(labels[METRIC_LABEL])] = value
+    except (KeyError, TypeError, ValueError) as error:
+        raise MetricsError(f"Prometheus at {base_url} answered with something that is not a query result "
+                           f"({type(error).__name__}: {error})") from error
+    scrapes = sorted(steps.keys() | values.keys())
+    readings = [TrialMetrics(values.get(at, {}), _step(steps[at]) if math.isfinite(steps.get(at, math.nan)) else None)
+                for at in scrapes]
+    return readings, (scrapes[-1] if scrapes else None)
 
 
 def parse_result(text: str) -> dict[str, float]:

@@ -1,10 +1,8 @@
-"""ktune.metrics against real Prometheus text (written by prometheus_client) and a real Prometheus server."""
+"""ktune.metrics against real Prometheus text (written by prometheus_client); reads through a Prometheus server
+are in tests/telemetry (test_prometheus_answers.py, test_prometheus_range_read.py)."""
 
 import math
-import shutil
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, start_http_server
@@ -16,7 +14,6 @@ from ktune.metrics import (
     metrics_url,
     parse_exposition,
     parse_result,
-    query_prometheus,
     scrape,
 )
 
@@ -73,49 +70,6 @@ def test_scraping_a_port_nobody_serves_is_a_metrics_error():
         scrape(metrics_url("127.0.0.1", free_port()), timeout=2)
 
 
-def test_query_prometheus_returns_one_trials_metrics_from_a_real_server(tmp_path: Path):
-    """A real Prometheus scrapes two trials' pages; the query picks trial 3 of job-a by its labels."""
-    registries = {3: trial_registry({"score": 0.75}, step=4), 4: trial_registry({"score": 0.25}, step=1)}
-    servers = {n: start_http_server(0, addr="127.0.0.1", registry=r)[0] for n, r in registries.items()}
-    web_port = free_port()
-    targets = "\n".join(
-        f"      - targets: ['127.0.0.1:{server.server_port}']\n"
-        f"        labels: {{tuningjob: job-a, trial: '{n}', namespace: ml}}"
-        for n, server in servers.items()
-    )
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: trials\n    static_configs:\n" + targets + "\n"
-    )
-    prometheus = subprocess.Popen(
-        [shutil.which("prometheus") or "prometheus", f"--config.file={config}",
-         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{web_port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        base = f"http://127.0.0.1:{web_port}"
-        deadline = time.time() + 60
-        metrics = None
-        while time.time() < deadline:
-            try:
-                metrics = query_prometheus(base, "job-a", 3, "ml", timeout=2)
-            except MetricsError:
-                metrics = None  # not up yet
-            if metrics and metrics.values and metrics.step is not None:
-                break
-            time.sleep(0.5)
-        assert metrics is not None
-        assert metrics.values == {"score": 0.75}
-        assert metrics.step == 4
-        assert query_prometheus(base, "job-a", 3, "other-namespace", timeout=2).values == {}
-    finally:
-        prometheus.terminate()
-        prometheus.wait(timeout=30)
-        for server in servers.values():
-            server.shutdown()
-            server.server_close()
-
-
 def test_result_json_gives_metric_numbers_including_nan():
     assert parse_result('{"ndcg_at_10": 0.8, "test_ndcg_at_10": 0.79, "epochs": 3}') == {
         "ndcg_at_10": 0.8, "test_ndcg_at_10": 0.79, "epochs": 3.0,
@@ -143,14 +97,13 @@ def test_a_result_that_breaks_the_contract_is_a_clear_metrics_error(text: str, m
 
 def test_a_step_beyond_64_bits_is_refused_naming_the_gauge():
     page = "ktune_trial_step 1e30\n"
-    with pytest.raises(MetricsError, match="^ktune_trial_step must be a whole number from 0 to 2\\^63-1"):
+    with pytest.raises(MetricsError, match=r"^ktune_trial_step must be a whole number from 0 to 2\^63-1"):
         parse_exposition(page)
 
 
 def test_a_metrics_page_that_is_too_large_or_too_slow_is_refused_and_holds_no_worker(tmp_path):
     import http.server
     import threading
-    import time
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:

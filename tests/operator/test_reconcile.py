@@ -234,9 +234,10 @@ def test_a_multi_objective_job_lists_its_pareto_front_instead_of_a_best_trial():
 def test_with_a_prometheus_source_the_operator_queries_prometheus_for_the_trial():
     asked = []
 
-    def query(base_url: str, tuningjob: str, trial: int, namespace: str | None, timeout: float):
-        asked.append((base_url, tuningjob, trial, namespace))
-        return metrics.TrialMetrics(values={"score": 0.2}, step=1)
+    def query(base_url: str, series: metrics.TrialSeries, cursor: object | None, timeout: float) -> metrics.Scraped:
+        asked.append((base_url, series.tuningjob, series.trial, series.namespace, series.pod, cursor))
+        return metrics.Scraped([metrics.TrialMetrics(values={"score": 0.1}, step=1),
+                                metrics.TrialMetrics(values={"score": 0.2}, step=2)], cursor=7)
 
     harness = Harness(job_body(max_trials=1, parallelism=1,
                                metricsSource={"type": "prometheus", "url": "http://prom:9090"}))
@@ -245,8 +246,10 @@ def test_with_a_prometheus_source_the_operator_queries_prometheus_for_the_trial(
     harness.tick()
     harness.cluster.run_pod("job-0-1")
     harness.tick()
-    assert asked == [("http://prom:9090", "job", 0, "ns")]
-    assert harness.cluster.trials["job-0"]["status"]["intermediate"] == [{"step": 1, "value": 0.2}]
+    harness.tick()
+    assert asked == [("http://prom:9090", "job", 0, "ns", "job-0-1", cursor) for cursor in (None, 7)]
+    assert harness.cluster.trials["job-0"]["status"]["intermediate"] == [{"step": 1, "value": 0.1},
+                                                                         {"step": 2, "value": 0.2}]
 
 
 def test_raising_max_trials_of_a_finished_job_resumes_it():
@@ -265,9 +268,9 @@ def test_raising_max_trials_of_a_finished_job_resumes_it():
 def test_a_prometheus_url_the_admin_did_not_allow_marks_the_job_invalid_and_is_never_queried():
     asked = []
 
-    def query(*args: Any) -> metrics.TrialMetrics:
+    def query(*args: Any) -> metrics.Scraped:
         asked.append(args)
-        return metrics.TrialMetrics()
+        return metrics.Scraped()
 
     harness = Harness(job_body(max_trials=1, parallelism=1,
                                metricsSource={"type": "prometheus", "url": "http://169.254.169.254/latest"}))

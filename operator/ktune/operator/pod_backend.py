@@ -23,7 +23,7 @@ from ktune.spec import TuningJob
 from ktune.trials.backend import LaunchDeferred, LaunchRefused, Observation, Phase
 
 Scrape = Callable[[str, float], TrialMetrics]
-QueryPrometheus = Callable[[str, str, int, str | None, float], TrialMetrics]
+QueryPrometheus = Callable[[str, metrics.TrialSeries, object | None, float], Scraped]
 ReadMetrics = Callable[[int, dict[str, Any], object | None], Scraped]
 """(trial number, the attempt's pod, the cursor its previous read returned) -> what is new since."""
 
@@ -39,7 +39,9 @@ class PodBackend:
 
     def __init__(self, cluster: Cluster, job: TuningJob, namespace: str, pods: Mapping[str, dict[str, Any]],
                  owners: Mapping[int, Mapping[str, Any]], read_metrics: ReadMetrics,
-                 delete_succeeded: bool = False):
+                 delete_succeeded: bool = False, final_result: Callable[[dict[str, Any]], str | None] | None = None):
+        """`final_result`: where a succeeded pod's result comes from when it wrote no termination message (the
+        last values in its log, for `metricsSource: logs`)."""
         self.cluster = cluster
         self.job = job
         self.namespace = namespace
@@ -47,6 +49,7 @@ class PodBackend:
         self.owners = owners
         self.read_metrics = read_metrics
         self.delete_succeeded = delete_succeeded
+        self.final_result = final_result
 
     def _pod(self, number: int, attempt: int) -> dict[str, Any] | None:
         """The attempt's pod, when the pass saw it and it is the trial's own."""
@@ -83,8 +86,10 @@ class PodBackend:
             return Observation(Phase.GONE, reason="PodDeleted", message="the trial's pod was deleted")
         phase = (pod.get("status") or {}).get("phase")
         if phase == "Succeeded":
-            return Observation(Phase.SUCCEEDED, result=_termination_message(pod) or None,
-                               result_source="termination message")
+            message = _termination_message(pod)
+            if not message.strip() and self.final_result is not None:
+                return Observation(Phase.SUCCEEDED, result=self.final_result(pod), result_source="the container's log")
+            return Observation(Phase.SUCCEEDED, result=message or None, result_source="termination message")
         if phase == "Failed":
             reason, message = _failure_of(pod)
             return Observation(Phase.FAILED, reason=reason, message=message)
@@ -122,13 +127,18 @@ class PodBackend:
 
 
 def direct_or_prometheus(job: TuningJob, namespace: str, timeout: float, scrape: Scrape,
-                         query_prometheus: QueryPrometheus) -> ReadMetrics:
-    """How this job's trial metrics are read: from the pod's `/metrics` page or from its Prometheus server."""
+                         query_prometheus: QueryPrometheus, read_logs: ReadMetrics | None = None) -> ReadMetrics:
+    """How this job's trial metrics are read: from the pod's `/metrics` page, from its Prometheus server, or from
+    its log (`read_logs`)."""
     source = job.spec.metrics_source
 
     def read(number: int, pod: dict[str, Any], cursor: object | None) -> Scraped:
+        if source.type == "logs" and read_logs is not None:
+            return read_logs(number, pod, cursor)
         if source.type == "prometheus":
-            return Scraped([query_prometheus(source.url or "", job.name, number, namespace, timeout)])
+            series = metrics.TrialSeries(namespace, job.name, number, pod["metadata"]["name"],
+                                         epoch(pod["metadata"].get("creationTimestamp")))
+            return query_prometheus(source.url or "", series, cursor, timeout)
         pod_ip = (pod.get("status") or {}).get("podIP")
         if not pod_ip:
             raise MetricsError("the pod has no IP")
