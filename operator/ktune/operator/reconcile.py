@@ -28,7 +28,7 @@ from typing import Any
 
 from ktune import metrics
 from ktune.algorithms import load_tuningjob
-from ktune.engine import JOB_STOPPED, Engine, TrialState
+from ktune.engine import JOB_STOPPED, TRIAL_DELETED, Engine, TrialRecord, TrialState
 from ktune.engine.warm_start import ImportedTrials
 from ktune.operator.cluster import Cluster
 from ktune.operator.ownership import Ownership
@@ -204,7 +204,13 @@ class JobReconciler:
         started_at = epoch((body.get("status") or {}).get("startTime")) or now
         listed = self.cluster.list_trials(_namespace(body), job.name)
         trials = sorted(self.ownership.trials(body, listed), key=lambda t: t["spec"]["number"])
-        records = [record_from_trial(trial) for trial in trials]
+        counted = int(((body.get("status") or {}).get("trialCounts") or {}).get("total") or 0)
+        records = _with_deleted_trials([record_from_trial(trial) for trial in trials], counted)
+        deleted = [r.number for r in records if r.reason == TRIAL_DELETED]
+        if deleted:
+            self.cluster.emit_event(body, "Warning", "TrialsDeleted",
+                                    f"the Trial objects of trials {_numbers(deleted)} were deleted: they count as "
+                                    f"failed ({TRIAL_DELETED}, not against maxFailedTrials) and their results are lost")
         imported = self.warm_start.imported(body, job)
         engine = Engine(job.spec, records, study_name=f"{_namespace(body)}/{job.name}", started_at=started_at,
                         imported=imported.records)
@@ -212,7 +218,8 @@ class JobReconciler:
         trial_objects = TrialObjects(self.cluster, self.settings, engine, owners)
         driver = TrialDriver(engine, self._driver_settings(), trial_objects)
         pods = self.ownership.pods(body, owners, self.cluster.list_pods(_namespace(body), job.name))
-        for trial, record in zip(trials, records, strict=True):
+        for trial in trials:
+            record = records[trial["spec"]["number"]]
             if record.state != TrialState.RUNNING:
                 continue
             pod_attempts = [pod_attempt(pod) for number, pod in pods.values() if number == record.number]
@@ -277,6 +284,25 @@ def _refused_edit(body: Mapping[str, Any], accepted: Mapping[str, Any]) -> str |
     fields = ", ".join(f"spec.{key}" for key in changed)
     return (f"{fields} changed after the job started; the job goes on with the original values (trials of "
             f"different search spaces cannot share a study). Revert the edit, or create a new TuningJob.")
+
+
+def _with_deleted_trials(records: list[TrialRecord], counted: int) -> list[TrialRecord]:
+    """The records with a placeholder for each trial whose Trial object was deleted by hand.
+
+    The study's trials are numbered without gaps; a missing Trial (a number below the highest one, or below
+    `counted`, the trials the job's status counted last) becomes a Failed trial (`TrialDeleted`) with no
+    parameters, so the job goes on instead of failing every rebuild, and a deleted trial is never run again.
+    """
+    by_number = {record.number: record for record in records}
+    return [by_number.get(number) or TrialRecord(
+        number=number, params={}, state=TrialState.FAILED, reason=TRIAL_DELETED,
+        message="its Trial object was deleted; what it ran and measured is lost")
+        for number in range(max(max(by_number, default=-1) + 1, counted))]
+
+
+def _numbers(numbers: list[int]) -> str:
+    shown = ", ".join(str(number) for number in numbers[:10])
+    return shown + (f" and {len(numbers) - 10} more" if len(numbers) > 10 else "")
 
 
 def _namespace(body: Mapping[str, Any]) -> str:
