@@ -17,9 +17,8 @@ imported records and the same own records rebuild the same study, hence the same
 `spec.warmStart.enqueue` configurations are the first trials' parameters (fixed through Optuna's
 `enqueue_trial`; parameters an entry leaves out are sampled).
 
-Pruning: a single-objective job reports the pruning metric to its own study. Optuna refuses intermediate
-values in multi-objective studies, so a multi-objective job with a pruner keeps a shadow single-objective
-study on `pruner.metric` (same trials, same numbers) and its pruner judges trials there.
+Pruning: a single-objective job reports the pruning metric to its own study, a multi-objective one to a shadow
+study (`ktune.engine.pruning`, which also says what of the pruner's own state records keep for a rebuild).
 
 Stop rules (checked in this order, see `stop_decision`):
 - GoalReached: a succeeded trial's objective reached `goal` (>= when maximizing, <= when minimizing);
@@ -43,7 +42,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState as OptunaState
 
-from ktune.algorithms import build_pruner, build_sampler, grid_size
+from ktune.algorithms import build_sampler, grid_size
 from ktune.engine.budget import BudgetUsage, budget_usage, exhausted_message, trials_within_budget
 from ktune.engine.optuna_trials import (
     IMPORTED_ATTR,
@@ -55,6 +54,7 @@ from ktune.engine.optuna_trials import (
     record_from_frozen,
     user_attr,
 )
+from ktune.engine.pruning import Pruning
 from ktune.engine.records import (
     BUDGET_EXHAUSTED,
     INVALID_OBJECTIVE,
@@ -91,28 +91,21 @@ class Engine:
         self._max_trials = spec.budget.max_trials
         if spec.sampler.name == "grid":
             self._max_trials = min(self._max_trials, grid_size(spec.parameters))
-        # What `report` records per step: the pruning metric, or the first objective when nothing prunes.
-        self._intermediate_metric = spec.pruner.metric or spec.objectives[0].metric
         self._storage = optuna.storages.get_storage(storage)
         self._study = optuna.create_study(
             storage=self._storage, study_name=study_name, load_if_exists=True,
             directions=[objective.direction for objective in spec.objectives],
-            sampler=self._sampler(0),
-            pruner=optuna.pruners.NopPruner() if spec.multi_objective else self._pruner(),
+            sampler=self._sampler(0), pruner=optuna.pruners.NopPruner(),
         )
-        self._pruning_study = self._study if not spec.multi_objective else self._shadow_study(study_name)
         self._records: list[TrialRecord] = []
         self._trial_ids: dict[int, int] = {}
-        self._shadow_ids: dict[int, int] = {}  # trial number -> its trial id in the shadow pruning study
         stored = self._study.get_trials(deepcopy=False)
         self._imported = sum(IMPORTED_ATTR in frozen.user_attrs for frozen in stored)
         if not stored:
             for record in imported:
-                self._study.add_trial(self._frozen(record, shadow=False, imported=True))
+                self._study.add_trial(self._frozen(record, imported=True))
             self._imported = len(imported)
-        if self._pruning_study is not None and self._pruning_study is not self._study:
-            for record in imported[: self._imported]:
-                self._pruning_study.add_trial(self._frozen(record, shadow=True))
+        self._pruning = Pruning(spec, self._study, self._distributions, imported[: self._imported])
         for frozen in stored:
             if IMPORTED_ATTR not in frozen.user_attrs and frozen.state is not OptunaState.WAITING:
                 self._adopt(frozen)
@@ -123,6 +116,7 @@ class Engine:
                 raise ValueError(f"trial records must be numbered 0, 1, 2, ... without gaps "
                                  f"(trial {len(self._records)} is missing, got {record.number})")
             self._add(record)
+        self._pruning.restore(self._records)
         self._started_at = started_at if started_at is not None else min(
             (r.started_at for r in self._records if r.started_at is not None), default=None)
 
@@ -134,38 +128,20 @@ class Engine:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return build_sampler(sampler.name, sampler.options, sampler.seed, self.spec.parameters, number)
 
-    def _pruner(self) -> optuna.pruners.BasePruner:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return build_pruner(self.spec.pruner.name, self.spec.pruner.options)
-
-    def _shadow_study(self, study_name: str) -> optuna.Study | None:
-        if self.spec.pruner.name == "none" or self.spec.pruner.metric is None:
-            return None
-        index = self.spec.objective_metrics.index(self.spec.pruner.metric)
-        return optuna.create_study(study_name=f"{study_name}-pruning", pruner=self._pruner(),
-                                   direction=self.spec.objectives[index].direction)
-
-    def _pruning_value(self, record: TrialRecord) -> float:
-        """The pruning metric's final value of a succeeded trial (the shadow study's objective)."""
-        return record.objective_values()[self.spec.objective_metrics.index(self._intermediate_metric)]
-
-    def _frozen(self, record: TrialRecord, *, shadow: bool, imported: bool = False) -> optuna.trial.FrozenTrial:
-        """The Optuna trial a record stands for, in the main study or the shadow pruning study."""
-        intermediate = dict(record.intermediate) if shadow or not self.spec.multi_objective else {}
+    def _frozen(self, record: TrialRecord, *, imported: bool = False) -> optuna.trial.FrozenTrial:
+        """The Optuna trial a record stands for in the job's study (the shadow study's: `Pruning`)."""
+        intermediate = {} if self.spec.multi_objective else dict(record.intermediate)
         values = None
         if record.state is TrialState.SUCCEEDED:
-            values = [self._pruning_value(record)] if shadow else list(record.values or [])
-        elif record.state is TrialState.PRUNED and intermediate and (shadow or not self.spec.multi_objective):
+            values = list(record.values or [])
+        elif record.state is TrialState.PRUNED and intermediate:
             values = [intermediate[max(intermediate)]]  # what Optuna's tell stores for a pruned trial
         try:
             return optuna.trial.create_trial(
                 state=TO_OPTUNA[record.state], values=values, params=record.params,
                 distributions=self._distributions if record.params else {},  # a deleted trial's placeholder has none
-                intermediate_values=intermediate,
-                system_attrs={} if shadow else dict(record.system_attrs),
-                user_attrs={} if shadow else {IMPORTED_ATTR: True} if imported else {
-                    USER_ATTR: user_attr(record)},
+                intermediate_values=intermediate, system_attrs=dict(record.system_attrs),
+                user_attrs={IMPORTED_ATTR: True} if imported else {USER_ATTR: user_attr(record)},
             )
         except ValueError as error:
             if imported:
@@ -178,17 +154,13 @@ class Engine:
         record = record_from_frozen(frozen, len(self._records), with_intermediate=not self.spec.multi_objective)
         self._trial_ids[record.number] = frozen._trial_id
         self._records.append(record)
-        self._add_shadow(record)
+        self._pruning.add(record, frozen._trial_id)
 
     def _add(self, record: TrialRecord) -> None:
         record = TrialRecord.from_dict(record.to_dict())
-        self._trial_ids[record.number] = add_trial(self._study, self._frozen(record, shadow=False))
+        self._trial_ids[record.number] = add_trial(self._study, self._frozen(record))
         self._records.append(record)
-        self._add_shadow(record)
-
-    def _add_shadow(self, record: TrialRecord) -> None:
-        if self._pruning_study is not None and self._pruning_study is not self._study:
-            self._shadow_ids[record.number] = add_trial(self._pruning_study, self._frozen(record, shadow=True))
+        self._pruning.add(record, self._trial_ids[record.number])
 
     def _refresh_system_attrs(self, record: TrialRecord) -> None:
         record.system_attrs = dict(self._storage.get_trial(self._trial_ids[record.number]).system_attrs)
@@ -237,7 +209,7 @@ class Engine:
         self._trial_ids[number] = trial._trial_id
         self._refresh_system_attrs(record)
         self._records.append(record)
-        self._add_shadow(record)
+        self._pruning.add(record, trial._trial_id)
         if self._started_at is None:
             self._started_at = now
         return record
@@ -252,23 +224,17 @@ class Engine:
             return False
         finite = finite_metrics(metrics)
         record.metrics.update(finite)
-        value = finite.get(self._intermediate_metric)
+        value = finite.get(self._pruning.metric)
         if isinstance(step, float) and step.is_integer():
             step = int(step)
         if value is None or isinstance(step, bool) or not isinstance(step, int) or step < 0:
             return False
-        trial = None if self._pruning_study is None else optuna.Trial(
-            self._pruning_study, self._pruning_trial_id(number))
-        if step not in record.intermediate:
+        new = step not in record.intermediate
+        if new:
             record.intermediate[step] = value
-            if trial is not None:
-                trial.report(value, step)
-        return trial is not None and trial.should_prune()
-
-    def _pruning_trial_id(self, number: int) -> int:
-        if self._pruning_study is self._study:
-            return self._trial_ids[number]
-        return self._shadow_ids[number]
+        pruned = self._pruning.judge(number, self._trial_ids[number], step, value, new)
+        self._refresh_system_attrs(record)  # the pruner's rungs and estimates (see `ktune.engine.pruning`)
+        return bool(pruned)
 
     def _finish(self, record: TrialRecord, state: TrialState, values: list[float] | None, reason: str | None,
                 message: str | None, now: float | None) -> TrialRecord:
@@ -277,9 +243,7 @@ class Engine:
         optuna.Trial(self._study, self._trial_ids[record.number]).set_user_attr(USER_ATTR, user_attr(record))
         self._study.tell(optuna.Trial(self._study, self._trial_ids[record.number]),
                          values if state is TrialState.SUCCEEDED else None, state=TO_OPTUNA[state])
-        if self._pruning_study is not None and self._pruning_study is not self._study:
-            shadow_values = [self._pruning_value(record)] if state is TrialState.SUCCEEDED else None
-            self._pruning_study.tell(self._imported + record.number, shadow_values, state=TO_OPTUNA[state])
+        self._pruning.finished(record)
         self._refresh_system_attrs(record)
         return record
 
@@ -303,7 +267,7 @@ class Engine:
     def tell_pruned(self, number: int, now: float | None = None, reason: str = PRUNED_BY_PRUNER) -> TrialRecord:
         record = self._running(number)
         last = record.intermediate[max(record.intermediate)] if record.intermediate else None
-        message = None if last is None else f"{self._intermediate_metric}={last:g} at step {max(record.intermediate)}"
+        message = None if last is None else f"{self._pruning.metric}={last:g} at step {max(record.intermediate)}"
         return self._finish(record, TrialState.PRUNED, None, reason, message, now)
 
     def tell_failed(self, number: int, reason: str, message: str = "", now: float | None = None) -> TrialRecord:

@@ -1,9 +1,17 @@
 """Trial objects: one per trial, the durable record the operator rebuilds its study from after a restart.
 
 `spec` holds what never changes (job, number, params); `status` the outcome, written through `/status`.
+
+Intermediate values are kept twice: `status.intermediate` lists the latest `intermediate_values_kept` (100)
+for people and tools, and `status.intermediateHistory` holds every step a pruner may look at, so a rebuilt
+study judges a trial as the original would have (`ktune.engine.pruning`). The history is one compact string
+(`history_text`): at most the latest 10,000 steps, so a trial that reports more is judged after a restart on
+its latest 10,000; and at most 460,000 characters (46 a step: up to 20 digits, a float as Python writes
+it; steps of more digits keep fewer), so a Trial stays far below etcd's 1.5 MiB limit.
 """
 
 import json
+import logging
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -12,9 +20,11 @@ from typing import Any, overload
 from ktune import contract
 from ktune.engine import TrialRecord, TrialState
 from ktune.operator.pods import owner_reference, trial_labels, trial_name
+from ktune.spec.status_schema import MAX_INTERMEDIATE_HISTORY_LENGTH, MAX_INTERMEDIATE_HISTORY_STEPS
 
 TRIAL_API_VERSION = f"{contract.API_GROUP}/{contract.API_VERSION}"
 PARAMS_SUMMARY_LIMIT = 200
+log = logging.getLogger(__name__)
 
 
 def trial_manifest(tuningjob: Mapping[str, Any], number: int, params: Mapping[str, Any],
@@ -53,6 +63,7 @@ def trial_status(record: TrialRecord, attempts: int, pod_name: str | None, keep_
         "podName": pod_name,
         "paramsSummary": params_summary(record.params),
         "intermediate": [{"step": step, "value": json_number(record.intermediate[step])} for step in steps],
+        "intermediateHistory": history_text(record.intermediate) or None,
         "metrics": {name: json_number(value) for name, value in record.metrics.items()},
         "values": [json_number(value) for value in record.values] if record.values is not None else None,
         "value": json_number(record.values[0]) if record.values else None,
@@ -70,12 +81,15 @@ def record_from_trial(trial: Mapping[str, Any]) -> TrialRecord:
     spec = trial["spec"]
     status = trial.get("status") or {}
     values = status.get("values")
+    intermediate = _history(trial)  # a Trial written before the history existed has only the latest steps:
+    for item in status.get("intermediate") or []:
+        intermediate.setdefault(int(item["step"]), _number(item["value"]))
     return TrialRecord(
         number=int(spec["number"]),
         params=dict(spec.get("params") or {}),
         state=TrialState(status.get("state") or TrialState.RUNNING),
         values=[_number(value) for value in values] if values is not None else None,
-        intermediate={int(item["step"]): _number(item["value"]) for item in status.get("intermediate") or []},
+        intermediate=dict(sorted(intermediate.items())),
         metrics={name: _number(value) for name, value in (status.get("metrics") or {}).items()},
         reason=status.get("reason"),
         message=status.get("message"),
@@ -83,6 +97,43 @@ def record_from_trial(trial: Mapping[str, Any]) -> TrialRecord:
         finished_at=epoch(status.get("finishTime")),
         system_attrs=json.loads(status.get("systemAttrs") or spec.get("systemAttrs") or "{}"),
     )
+
+
+def history_text(intermediate: Mapping[int, float]) -> str:
+    """The latest steps (bounded as the module docstring says) as `step:value` items joined by commas, where
+    the step is left out when it follows the one before (`0:0.5,0.6,0.7,10:0.8` is steps 0, 1, 2 and 10)."""
+    steps = sorted(intermediate)[-MAX_INTERMEDIATE_HISTORY_STEPS:]
+    while True:
+        items = []
+        for previous, step in zip([None, *steps], steps, strict=False):
+            value = repr(float(intermediate[step]))
+            items.append(value if previous is not None and step == previous + 1 else f"{step}:{value}")
+        text = ",".join(items)
+        if len(text) <= MAX_INTERMEDIATE_HISTORY_LENGTH:
+            return text
+        steps = steps[max(1, len(steps) // 2):]  # only steps of more than 20 digits get here
+
+
+def parse_history(text: str) -> dict[int, float]:
+    """The steps `history_text` wrote (ValueError for text it cannot have written)."""
+    intermediate: dict[int, float] = {}
+    step = -1
+    for item in text.split(",") if text else []:
+        written, _, value = item.rpartition(":")
+        step = int(written) if written else step + 1
+        intermediate[step] = float(value)
+    return intermediate
+
+
+def _history(trial: Mapping[str, Any]) -> dict[int, float]:
+    """A Trial's `status.intermediateHistory`; one that cannot be read counts as absent (only the operator
+    writes status, so that means a hand edit), and `status.intermediate` is all that is left."""
+    try:
+        return parse_history((trial.get("status") or {}).get("intermediateHistory") or "")
+    except ValueError as error:
+        log.warning("Trial %s: status.intermediateHistory is not what the operator writes (%s); using "
+                    "status.intermediate only", trial.get("metadata", {}).get("name"), error)
+        return {}
 
 
 def trial_attempts(trial: Mapping[str, Any]) -> int:

@@ -4,6 +4,8 @@ from ktune.spec.openapi import Schema, array, free_form, integer, number, obj, s
 
 MAX_PARETO = 100
 MAX_INTERMEDIATE = 1000
+MAX_INTERMEDIATE_HISTORY_STEPS = 10_000
+MAX_INTERMEDIATE_HISTORY_LENGTH = 46 * MAX_INTERMEDIATE_HISTORY_STEPS  # a step of 20 digits, ':', a float, ','
 MAX_STRING = 1024
 
 
@@ -115,6 +117,11 @@ def trial_schema() -> Schema:
                         obj("One intermediate value.", {"step": integer("The step it belongs to."),
                                                         "value": number("The value.")}),
                         maxItems=MAX_INTERMEDIATE),
+                    "intermediateHistory": string(
+                        "Every intermediate value a pruner may look at, for a study rebuilt after a restart: "
+                        "step:value items joined by commas, the step left out where it follows the one before "
+                        "(0:0.5,0.6,10:0.8 is steps 0, 1 and 10); at most the latest "
+                        f"{MAX_INTERMEDIATE_HISTORY_STEPS:,} steps.", maxLength=MAX_INTERMEDIATE_HISTORY_LENGTH),
                     "attempts": integer("How many pods were started for this trial (1 + retries used)."),
                     "podName": string("The current (or last) attempt's pod."),
                     "paramsSummary": string("The params as one short JSON line (the PARAMS column)."),
