@@ -27,6 +27,10 @@ TRIAL_METRIC_GAUGE = "ktune_trial_metric"
 TRIAL_STEP_GAUGE = "ktune_trial_step"
 DEFAULT_METRICS_PORT = 9100
 TERMINATION_LOG = "/dev/termination-log"
+KATIB_DEFAULT_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
+"""Katib's default StdOut metrics filter, for `metricsSource: {type: logs}`: group 1 a metric's name, group 2 its
+value (`accuracy=0.91`)."""
+DEFAULT_STEP_METRIC = "step"
 
 
 def param_env_name(parameter: str) -> str:

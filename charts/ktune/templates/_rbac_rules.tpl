@@ -23,6 +23,10 @@ hold the same rules.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch, create, delete]
+# metricsSource type logs: read the trial container's log for its metrics (no sidecar).
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ktune.engine import TrialRecord
+from ktune.local.log_file import LogFileMetrics
 from ktune.local.processes import (
     LOCAL_METRICS_HOST,
     LocalContainer,
@@ -32,7 +33,10 @@ SCRAPE_TIMEOUT_SECONDS = 2.0
 class ProcessBackend:
     """Trial attempts as local processes (one at a time per trial)."""
 
-    def __init__(self, job_name: str, container: LocalContainer, directory: RunDirectory, grace_period: float):
+    def __init__(self, job_name: str, container: LocalContainer, directory: RunDirectory, grace_period: float,
+                 logs: LogFileMetrics | None = None):
+        """`logs`: read metrics from each process's output (`metricsSource: logs`) instead of its `/metrics`."""
+        self.logs = logs
         self.job_name = job_name
         self.container = container
         self.directory = directory
@@ -74,10 +78,17 @@ class ProcessBackend:
             result: str | None = process.result_path.read_text()
         except FileNotFoundError:
             result = None
+        if self.logs is not None and not (result or "").strip():
+            return Observation(Phase.SUCCEEDED, result=self.logs.final_result(process.log_path, process.log_start),
+                               result_source=str(process.log_path))
         return Observation(Phase.SUCCEEDED, result=result, result_source=str(process.result_path))
 
     def scrape(self, number: int, attempt: int, cursor: object | None) -> Scraped:
-        """The process's `/metrics` page as it is now (a page holds only the newest step: no cursor)."""
+        """The process's `/metrics` page as it is now (a page holds only the newest step: no cursor), or what it
+        printed since `cursor` (`logs`)."""
+        if self.logs is not None:
+            process = self.processes[number]
+            return self.logs.read(number, process.log_path, process.log_start, cursor)
         return Scraped([scrape(metrics_url(LOCAL_METRICS_HOST, self.processes[number].port), SCRAPE_TIMEOUT_SECONDS)])
 
     def stop(self, number: int, attempt: int, grace_seconds: float | None) -> None:

@@ -154,6 +154,7 @@ class TrialProcess:
         self.terminated_at: float | None = None
         self._popen: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self.log_start = 0
 
     def start(self, argv: list[str], env: Mapping[str, str], cwd: Path) -> None:
         """Launch the attempt; its output goes to the log file. OSError when the command cannot be run."""
@@ -162,6 +163,7 @@ class TrialProcess:
         self._log = self.log_path.open("ab")
         self._log.write(f"=== trial {self.number} attempt {self.attempt}: {' '.join(argv)}\n".encode())
         self._log.flush()
+        self.log_start = self._log.tell()  # where this attempt's own output begins (metricsSource logs reads it)
         try:
             # Own session: a terminal's Ctrl-C reaches only ktune, which then stops each trial itself.
             self._popen = subprocess.Popen(

@@ -29,6 +29,7 @@ from typing import Any
 
 from ktune.engine import Engine, FinishDecision, TrialRecord, TrialState
 from ktune.engine.warm_start import ImportedTrials, import_trials
+from ktune.local.log_file import LogFileMetrics
 from ktune.local.process_backend import ProcessBackend
 from ktune.local.processes import LocalContainer, local_container, require_command_on_path
 from ktune.local.progress import Progress, ProgressSnapshot
@@ -44,6 +45,7 @@ from ktune.local.results import (
 )
 from ktune.local.run_directory import RunDirectory
 from ktune.local.warm_start import read_run
+from ktune.log_metrics import LogParser
 from ktune.spec import TuningJob
 from ktune.trials.backend import HowStarted
 from ktune.trials.driver import DriverSettings, TrialDriver
@@ -94,9 +96,19 @@ class LocalRunner:
         container: LocalContainer = local_container(self.spec.trial.template)
         require_command_on_path(container)
         self.directory = RunDirectory(options.output_dir)
-        self.backend = ProcessBackend(job.name, container, self.directory, options.grace_period)
+        self.backend = ProcessBackend(job.name, container, self.directory, options.grace_period, self._log_metrics())
         self._attempt_counts: dict[int, int] = {}
         self._interrupts = 0
+
+    def _log_metrics(self) -> LogFileMetrics | None:
+        """`metricsSource: logs`: metrics from each trial's output, the same lines the operator reads from pod logs."""
+        source = self.spec.metrics_source
+        if source.type != "logs":
+            return None
+        recorded = frozenset(self.spec.recorded_metrics)
+        return LogFileMetrics(
+            lambda: LogParser(source.format, source.filter, source.step_metric, always=recorded),
+            lambda number, message: self.progress.event(f"warning: trial {number}: {message}"))
 
     def run(self) -> RunOutcome:
         state = self.directory.open(self.job, resume=self.options.resume)
@@ -107,8 +119,9 @@ class LocalRunner:
         settings = DriverSettings(scrape_interval_seconds=self.options.scrape_interval,
                                   stop_grace_seconds=self.options.grace_period)
         self.driver = TrialDriver(self.engine, settings, _ProgressEvents(self))
-        if self.spec.metrics_source.type != "direct":
-            self.progress.event("note: metricsSource is for clusters; ktune run scrapes each trial's /metrics directly")
+        if self.spec.metrics_source.type == "prometheus":
+            self.progress.event("note: metricsSource prometheus is for clusters; ktune run scrapes each trial's "
+                                "/metrics directly")
         decision: FinishDecision | None = None
         with self._interruptible():
             try:

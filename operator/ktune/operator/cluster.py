@@ -73,6 +73,7 @@ class Cluster(Protocol):
     def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None: ...
     def patch_job_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
     def emit_event(self, regarding: Mapping[str, Any], type_: str, reason: str, message: str) -> None: ...
+    def read_pod_log(self, namespace: str, name: str, query: Mapping[str, str], timeout: float) -> str: ...
 
 
 def _seconds(retry_after: str | None) -> float:
@@ -223,6 +224,22 @@ class KubeCluster:
     def patch_job_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         path = f"{JOBS.format(ns=namespace)}/{name}/status"
         self.request("PATCH", path, body={"status": dict(status)}, content_type="application/merge-patch+json")
+
+    def read_pod_log(self, namespace: str, name: str, query: Mapping[str, str], timeout: float) -> str:
+        """A pod's log through `pods/log` (the API server fetches it from the pod's node) as text, within `timeout`;
+        ApiError with the server's message otherwise."""
+        path = f"{PODS.format(ns=namespace)}/{name}/log?" + urllib.parse.urlencode(query)
+        method, url, headers, _, _ = self._client.param_serialize(
+            "GET", path, header_params={"Accept": "text/plain, application/json"}, auth_settings=["BearerToken"])
+        response = self._client.call_api(method, url, headers, None, _request_timeout=timeout)
+        text = (response.read() or b"").decode("utf-8", errors="replace")
+        if not 200 <= response.status <= 299:
+            try:
+                message = json.loads(text).get("message", text)
+            except (json.JSONDecodeError, AttributeError):
+                message = text
+            raise ApiError(response.status, str(message)[:500])
+        return text
 
     def emit_event(self, regarding: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         """Record an Event; best effort: an Event the API refuses (429, quota) is logged, never fails the pass."""

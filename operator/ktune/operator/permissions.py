@@ -32,10 +32,13 @@ OPERATOR_RULES: tuple[Rule, ...] = (
     Rule(("ktune.dev",), ("tuningjobs/finalizers", "trials/finalizers"), ("update",),
          why="ownerReferences with blockOwnerDeletion need this where OwnerReferencesPermissionEnforcement is on."),
     Rule(("",), ("pods",), ("list", "watch", "create", "delete")),
+    Rule(("",), ("pods/log",), ("get",),
+         why="metricsSource type logs: read the trial container's log for its metrics (no sidecar)."),
     Rule(("",), ("events",), ("create",)),
 )
 """What the operator may do in the namespaces it watches: a ClusterRole when it watches all of them.
-Nothing else: no Secrets, no ConfigMaps, no reads beyond its own kinds and the pods it starts."""
+Nothing else: no Secrets, no ConfigMaps, no reads beyond its own kinds and the pods it starts (their logs
+included, for `metricsSource: {type: logs}`)."""
 
 LEADER_ELECTION_RULES: tuple[Rule, ...] = (
     Rule(("coordination.k8s.io",), ("leases",), ("get", "create", "update")),

@@ -40,6 +40,7 @@ from ktune.operator.pod_backend import (
     pod_finished,
     pod_finished_at,
 )
+from ktune.operator.pod_logs import PodLogMetrics
 from ktune.operator.pod_policy import forbidden_fields
 from ktune.operator.pods import pod_attempt
 from ktune.operator.settings import OperatorSettings
@@ -110,11 +111,13 @@ class JobReconciler:
         namespace = _namespace(body)
         pods = {pod["metadata"]["name"]: pod for pod in self.cluster.list_pods(namespace, job.name)}
         self._delete_stray_pods(body, state, pods, now)
+        logs = PodLogMetrics(self.cluster, job, namespace, self.settings.scrape_timeout_seconds)
         read = direct_or_prometheus(job, namespace, self.settings.scrape_timeout_seconds, self.scrape,
-                                    self.query_prometheus)
+                                    self.query_prometheus, logs.read)
         state.trials.body = body
         backend = PodBackend(self.cluster, job, namespace, pods, state.trials.owners, read,
-                             delete_succeeded=self.settings.delete_succeeded_pods)
+                             delete_succeeded=self.settings.delete_succeeded_pods,
+                             final_result=logs.final_result if job.spec.metrics_source.type == "logs" else None)
         decision = state.driver.advance(backend, now, launch=not job.spec.suspend)
         if state.driver.conflict:
             self.state = None

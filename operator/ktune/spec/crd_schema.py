@@ -211,15 +211,26 @@ def tuningjob_spec_schema(rules: AlgorithmRules) -> Schema:
                 "Where intermediate metrics are read while trials run.",
                 {
                     "type": string("direct: scrape each trial pod's /metrics; prometheus: query the server at "
-                                   "url.", enum=list(spec.METRICS_SOURCE_TYPES),
+                                   "url; logs: parse the trial container's log (Katib name=value or JSON lines).",
+                                   enum=list(spec.METRICS_SOURCE_TYPES),
                                    default=spec.DEFAULTS["metricsSource"]["type"]),
                     "url": string("Base URL of the Prometheus server (type prometheus only), e.g. "
                                   "http://prometheus:9090.", pattern="^https?://.+", maxLength=2048),
+                    "format": string("type logs: katib (name=value pairs) or json (one object per line); unset "
+                                     "tries both on each line.", enum=list(spec.LOG_FORMATS)),
+                    "filter": string("type logs, Katib format: a regular expression whose first group is a "
+                                     "metric's name and second its value; default Katib's "
+                                     f"{spec.KATIB_DEFAULT_FILTER}", maxLength=spec.MAX_FILTER_LENGTH),
+                    "stepMetric": string("type logs: the name (or JSON key) of the step the values on a line "
+                                         f"belong to, e.g. epoch (default {spec.DEFAULT_STEP_METRIC}).",
+                                         pattern=r"^[\w.|-]{1,63}$"),
                 },
                 default={"type": spec.DEFAULTS["metricsSource"]["type"]},
                 **{"x-kubernetes-validations": [
                     {"rule": "self.type == 'prometheus' ? has(self.url) : !has(self.url)",
                      "message": "url is required for type prometheus and only allowed there"},
+                    {"rule": "self.type == 'logs' || !(has(self.format) || has(self.filter) || has(self.stepMetric))",
+                     "message": "format, filter and stepMetric are only for type logs"},
                 ]},
             ),
         },

@@ -8,6 +8,7 @@ What a sampler or pruner accepts as options is not known here: `AlgorithmRules` 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
@@ -17,8 +18,12 @@ from ktune.spec.algorithm_rules import AlgorithmRules
 from ktune.spec.checker import DNS_LABEL, METRIC_NAME, Checker, is_number, show
 from ktune.spec.model import (
     API_VERSION,
+    DEFAULT_STEP_METRIC,
     DEFAULTS,
     DIRECTIONS,
+    KATIB_DEFAULT_FILTER,
+    LOG_FORMATS,
+    MAX_FILTER_LENGTH,
     MAX_RETRIES,
     MAX_SEED,
     MAX_TRIALS_LIMIT,
@@ -35,7 +40,9 @@ _PRUNER_FIELDS = ("name", "options", "metric")
 _BUDGET_FIELDS = ("maxTrials", "parallelism", "maxFailedTrials", "activeDeadlineSeconds", "maxGpuHours",
                   "maxCpuHours")
 _TRIAL_FIELDS = ("retries", "metricsPort", "template")
-_METRICS_SOURCE_FIELDS = ("type", "url")
+_LOG_SOURCE_FIELDS = ("format", "filter", "stepMetric")
+_METRICS_SOURCE_FIELDS = ("type", "url", *_LOG_SOURCE_FIELDS)
+STEP_METRIC_NAME = re.compile(r"[\w.|-]{1,63}")
 
 
 def check_metadata(check: Checker, obj: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -286,12 +293,20 @@ def check_metrics_source(check: Checker, raw: Any) -> dict[str, Any] | None:
     kind = source.get("type", DEFAULTS["metricsSource"]["type"])
     if not check.enum(kind, "spec.metricsSource.type", METRICS_SOURCE_TYPES):
         return None
-    url = source.get("url")
+    misplaced = [key for key in _LOG_SOURCE_FIELDS if key in source] if kind != "logs" else []
+    if "url" in source and kind != "prometheus":
+        misplaced.append("url")
+    for key in misplaced:
+        owner = "prometheus" if key == "url" else "logs"
+        check.problem(f"spec.metricsSource.{key}", f"only for type {owner} (this source is type {kind}): remove it, "
+                                                   f"or set type: {owner}")
+    if misplaced:
+        return None
     if kind == "direct":
-        if url is not None:
-            check.problem("spec.metricsSource.url", "only for type prometheus (type direct scrapes each trial)")
-            return None
         return {"type": kind}
+    if kind == "logs":
+        return _check_log_source(check, source)
+    url = source.get("url")
     if url is None:
         check.problem("spec.metricsSource", "url is required for type prometheus (e.g. http://prometheus:9090)")
         return None
@@ -300,6 +315,49 @@ def check_metrics_source(check: Checker, raw: Any) -> dict[str, Any] | None:
         check.problem("spec.metricsSource.url", f"must be an http:// or https:// URL (got {show(url)})")
         return None
     return {"type": kind, "url": url}
+
+
+def _check_log_source(check: Checker, source: Mapping[str, Any]) -> dict[str, Any] | None:
+    """type logs: the line format (both tried when unset), Katib's name=value filter, the step's name."""
+    filled: dict[str, Any] = {"type": "logs", "stepMetric": source.get("stepMetric", DEFAULT_STEP_METRIC)}
+    ok = True
+    if "format" in source:
+        ok &= check.enum(source["format"], "spec.metricsSource.format", LOG_FORMATS)
+        filled["format"] = source["format"]
+    if "filter" in source:
+        problem = filter_problem(source["filter"])
+        if problem:
+            check.problem("spec.metricsSource.filter", problem)
+            ok = False
+        filled["filter"] = source["filter"]
+        if source.get("format") == "json":
+            check.problem("spec.metricsSource.filter", "only applies to format katib (JSON lines are read by key): "
+                                                       "remove it, or remove format to try both")
+            ok = False
+    step = filled["stepMetric"]
+    if not isinstance(step, str) or not STEP_METRIC_NAME.fullmatch(step):
+        check.problem("spec.metricsSource.stepMetric", "must be the name of the step in the trainer's lines, 1-63 "
+                                                       f"letters, digits, '_', '-', '.' or '|', e.g. epoch (got "
+                                                       f"{show(step)})")
+        ok = False
+    return filled if ok else None
+
+
+def filter_problem(value: Any) -> str | None:
+    """Why a Katib-style filter cannot be used, or None: a Python regular expression with a group for the
+    metric's name and one for its value (Katib's default has more groups inside the value's)."""
+    if not isinstance(value, str) or not value:
+        return f"must be a regular expression (got {show(value)})"
+    if len(value) > MAX_FILTER_LENGTH:
+        return f"must be at most {MAX_FILTER_LENGTH} characters (got {len(value)})"
+    try:
+        pattern = re.compile(value)
+    except re.error as error:
+        return f"is not a valid regular expression: {error} (got {show(value)})"
+    if pattern.groups < 2:
+        return ("must have two groups, the metric's name then its value, as Katib's default "
+                f"{KATIB_DEFAULT_FILTER} (got {pattern.groups} in {show(value)})")
+    return None
 
 
 def check_hour_budgets(check: Checker, budget: dict[str, Any], trial: dict[str, Any]) -> None:

@@ -30,6 +30,7 @@ from ktune.spec.fields import (
     check_trial,
 )
 from ktune.spec.model import (
+    DEFAULT_STEP_METRIC,
     DEFAULTS,
     Budget,
     JobRef,
@@ -101,7 +102,8 @@ def _check_and_fill(obj: Any, rules: AlgorithmRules) -> tuple[list[str], TuningJ
         budget=Budget(budget["maxTrials"], budget["parallelism"], budget["maxFailedTrials"],
                       budget["activeDeadlineSeconds"], budget["maxGpuHours"], budget["maxCpuHours"]),
         trial=TrialSpec(trial["retries"], trial["metricsPort"], trial["template"]),
-        metrics_source=MetricsSource(source["type"], source.get("url")),
+        metrics_source=MetricsSource(source["type"], source.get("url"), source.get("format"), source.get("filter"),
+                                     source.get("stepMetric", DEFAULT_STEP_METRIC)),
         suspend=suspend,
         warm_start=WarmStart(tuple(JobRef(ref["name"], ref.get("namespace")) for ref in warm_start["from"]),
                              tuple(dict(entry) for entry in warm_start["enqueue"])),

@@ -37,7 +37,11 @@ MAX_SEED = 2**32 - 1
 MAX_ABS_BOUND = 10**15
 DIRECTIONS = ("maximize", "minimize")
 PARAMETER_TYPES = ("float", "int", "categorical")
-METRICS_SOURCE_TYPES = ("direct", "prometheus")
+METRICS_SOURCE_TYPES = ("direct", "prometheus", "logs")
+LOG_FORMATS = ("katib", "json")
+KATIB_DEFAULT_FILTER = contract.KATIB_DEFAULT_FILTER
+DEFAULT_STEP_METRIC = contract.DEFAULT_STEP_METRIC
+MAX_FILTER_LENGTH = 1024
 
 
 class SpecError(ValueError):
@@ -109,8 +113,14 @@ class TrialSpec:
 
 @dataclass(frozen=True)
 class MetricsSource:
-    type: Literal["direct", "prometheus"]
+    """Where intermediate metrics come from. `format`, `filter` and `step_metric` are for type logs only:
+    `format` None tries both formats on each line; `filter` None is Katib's default filter."""
+
+    type: Literal["direct", "prometheus", "logs"]
     url: str | None = None
+    format: Literal["katib", "json"] | None = None
+    filter: str | None = None
+    step_metric: str = DEFAULT_STEP_METRIC
 
 
 @dataclass(frozen=True)
