@@ -284,7 +284,7 @@ def test_only_the_lease_holder_acts_and_a_standby_takes_over_when_it_dies(
     cluster: Cluster, namespace: str, operator_kubeconfig: Path, tmp_path: Path
 ):
     election = ("--leader-election", "ktune-system")
-    fast_lease = {"KTUNE_OPERATOR_LEASE_DURATION_SECONDS": "3"}
+    fast_lease = {"KTUNE_OPERATOR_LEASE_DURATION_SECONDS": "6"}  # renewals have a deadline of 2 s
     leader = OperatorProcess(operator_kubeconfig, [namespace], tmp_path / "leader.log", election, fast_lease)
     standby = OperatorProcess(operator_kubeconfig, [namespace], tmp_path / "standby.log", election, fast_lease)
     try:
