@@ -192,7 +192,8 @@ class JobReconciler:
                 TrialState.FAILED, JOB_STOPPED, message, now)
             status = trial_status(record, trial_attempts(trial), (trial.get("status") or {}).get("podName"),
                                   self.settings.intermediate_values_kept)
-            self.cluster.patch_trial_status(namespace, trial["metadata"]["name"], status)
+            self.cluster.patch_trial_status(namespace, trial["metadata"]["name"], status,
+                                            trial["metadata"].get("resourceVersion"))
         owners = {int(trial["spec"]["number"]): trial for trial in trials}
         for _, pod in self.ownership.pods(body, owners, self.cluster.list_pods(namespace, name)).values():
             if not pod_finished(pod) and not pod["metadata"].get("deletionTimestamp"):
