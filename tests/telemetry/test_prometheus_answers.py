@@ -5,138 +5,71 @@ HTTP 500, garbage, too slow, nothing scraped yet) ending in a MetricsError that 
 with nothing lost: the same cursor asked again gives the same steps.
 """
 
-import http.server
 import json
 import threading
-import urllib.parse
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
 
 from ktune.local.processes import free_port
 from ktune.metrics import MAX_RESPONSE_BYTES, MetricsError, Scraped, TrialMetrics, TrialSeries, query_prometheus
+from tests.telemetry.fake_prometheus import Answer, FakePrometheus, matrix, metric, step
 
 SERIES = TrialSeries(namespace="ml", tuningjob="ranker", trial=3, pod="ranker-3-1", started=1000.0)
 NOW = 1100.0
 
 
-def matrix(*series: tuple[dict[str, str], list[tuple[float, str]]]) -> dict[str, object]:
-    return {"status": "success", "data": {"resultType": "matrix", "result": [
-        {"metric": labels, "values": [[at, value] for at, value in samples]} for labels, samples in series]}}
+def read(fake_prometheus: FakePrometheus, cursor: object | None = None, timeout: float = 5.0) -> Scraped:
+    return query_prometheus(fake_prometheus.base_url, SERIES, cursor, timeout, now=NOW)
 
 
-def step(*samples: tuple[float, str]) -> tuple[dict[str, str], list[tuple[float, str]]]:
-    return {"__name__": "ktune_trial_step", "pod": SERIES.pod}, list(samples)
-
-
-def metric(name: str, *samples: tuple[float, str]) -> tuple[dict[str, str], list[tuple[float, str]]]:
-    return {"__name__": "ktune_trial_metric", "metric": name, "pod": SERIES.pod}, list(samples)
-
-
-@dataclass
-class Answer:
-    status: int = 200
-    body: bytes = b""
-    release: threading.Event | None = None  # wait for it before answering
-
-
-@dataclass
-class FakePrometheus:
-    """Answers /api/v1/query with `answer`; records every query it was asked."""
-
-    answer: Answer = field(default_factory=Answer)
-    asked: list[dict[str, str]] = field(default_factory=list)
-    base_url: str = ""
-
-
-@pytest.fixture
-def prometheus() -> Iterator[FakePrometheus]:
-    fake = FakePrometheus()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            url = urllib.parse.urlsplit(self.path)
-            fake.asked.append({"path": url.path, **dict(urllib.parse.parse_qsl(url.query))})
-            answer = fake.answer
-            if answer.release is not None:
-                answer.release.wait(60)
-            self.send_response(answer.status)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(answer.body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    fake.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        yield fake
-    finally:
-        if fake.answer.release is not None:
-            fake.answer.release.set()
-        server.shutdown()
-        server.server_close()
-
-
-def answer_json(prometheus: FakePrometheus, body: object, status: int = 200) -> None:
-    prometheus.answer = Answer(status, json.dumps(body).encode())
-
-
-def read(prometheus: FakePrometheus, cursor: object | None = None, timeout: float = 5.0) -> Scraped:
-    return query_prometheus(prometheus.base_url, SERIES, cursor, timeout, now=NOW)
-
-
-def test_each_scrape_becomes_one_reading_pairing_metrics_with_the_step_of_the_same_timestamp(prometheus):
-    answer_json(prometheus, matrix(
+def test_each_scrape_becomes_one_reading_pairing_metrics_with_the_step_of_the_same_timestamp(fake_prometheus):
+    fake_prometheus.answer_json(matrix(
         step((1010.0, "1"), (1020.0, "2"), (1030.0, "3")),
         metric("ndcg_at_10", (1010.0, "0.1"), (1020.0, "0.2"), (1030.0, "0.3")),
         metric("eval_loss", (1010.0, "0.9"), (1030.0, "0.7")),  # not served at the second scrape
     ))
-    scraped = read(prometheus)
+    scraped = read(fake_prometheus)
     assert scraped.readings == [
         TrialMetrics({"ndcg_at_10": 0.1, "eval_loss": 0.9}, step=1),
         TrialMetrics({"ndcg_at_10": 0.2}, step=2),
         TrialMetrics({"ndcg_at_10": 0.3, "eval_loss": 0.7}, step=3),
     ]
     assert scraped.cursor == 1030_000
-    query = prometheus.asked[-1]
+    query = fake_prometheus.asked[-1]
     assert query["path"] == "/api/v1/query"
     assert query["query"] == ('{__name__=~"ktune_trial_metric|ktune_trial_step",namespace="ml",tuningjob="ranker",'
                               'trial="3",pod="ranker-3-1"}[100001ms]')  # from just before the pod was created
     assert float(query["time"]) == NOW
 
 
-def test_samples_up_to_the_cursor_are_not_read_again_and_a_sample_without_a_step_has_none(prometheus):
-    answer_json(prometheus, matrix(  # Prometheus' range includes its start: the cursor's own sample comes back
+def test_samples_up_to_the_cursor_are_not_read_again_and_a_sample_without_a_step_has_none(fake_prometheus):
+    fake_prometheus.answer_json(matrix(  # Prometheus' range includes its start: the cursor's own sample comes back
         step((1030.0, "3"), (1040.0, "NaN")),
         metric("ndcg_at_10", (1030.0, "0.3"), (1040.0, "0.4"), (1050.0, "0.5")),
     ))
-    scraped = read(prometheus, cursor=1030_000)
+    scraped = read(fake_prometheus, cursor=1030_000)
     assert scraped.readings == [TrialMetrics({"ndcg_at_10": 0.4}, step=None),
                                 TrialMetrics({"ndcg_at_10": 0.5}, step=None)]
     assert scraped.cursor == 1050_000
-    assert prometheus.asked[-1]["query"].endswith("[70000ms]")
+    assert fake_prometheus.asked[-1]["query"].endswith("[70000ms]")
 
 
-def test_one_read_covers_at_most_a_window_and_an_old_empty_window_is_skipped(prometheus):
-    answer_json(prometheus, matrix())
+def test_one_read_covers_at_most_a_window_and_an_old_empty_window_is_skipped(fake_prometheus):
+    fake_prometheus.answer_json(matrix())
     far = TrialSeries(**{**SERIES.__dict__, "started": NOW - 3600})
-    scraped = query_prometheus(prometheus.base_url, far, None, 5.0, now=NOW)
+    scraped = query_prometheus(fake_prometheus.base_url, far, None, 5.0, now=NOW)
     assert scraped.readings == [] and scraped.cursor == (NOW - 3600) * 1000 - 1 + 300_000
-    assert float(prometheus.asked[-1]["time"]) * 1000 == scraped.cursor
+    assert float(fake_prometheus.asked[-1]["time"]) * 1000 == scraped.cursor
 
 
 @pytest.mark.parametrize(("cursor", "message"), [
     (None, "holds no ktune_trial_step or ktune_trial_metric samples of pod ml/ranker-3-1 yet: is it scraping"),
     (1090_000, "has no sample of pod ml/ranker-3-1 newer than 1090.000 .*: it stopped scraping the pod"),
 ])
-def test_nothing_scraped_is_a_metrics_error_so_the_silence_rule_applies(prometheus, cursor, message):
-    answer_json(prometheus, matrix())
+def test_nothing_scraped_is_a_metrics_error_so_the_silence_rule_applies(fake_prometheus, cursor, message):
+    fake_prometheus.answer_json(matrix())
     with pytest.raises(MetricsError, match=message):
-        read(prometheus, cursor)
+        read(fake_prometheus, cursor)
 
 
 @pytest.mark.parametrize(("status", "body", "message"), [
@@ -153,18 +86,18 @@ def test_nothing_scraped_is_a_metrics_error_so_the_silence_rule_applies(promethe
     (200, json.dumps(matrix(step((1010.0, "-1")))).encode(), "ktune_trial_step must be a whole number"),
 ])
 def test_a_bad_answer_is_a_metrics_error_naming_what_came_back_and_the_same_cursor_reads_everything_next(
-        prometheus, status, body, message):
-    prometheus.answer = Answer(status, body)
+        fake_prometheus, status, body, message):
+    fake_prometheus.answer = Answer(status, body)
     with pytest.raises(MetricsError, match=message):
-        read(prometheus, cursor=1000_000)
-    answer_json(prometheus, matrix(step((1010.0, "1")), metric("ndcg_at_10", (1010.0, "0.1"))))
-    assert read(prometheus, cursor=1000_000).readings == [TrialMetrics({"ndcg_at_10": 0.1}, step=1)]
+        read(fake_prometheus, cursor=1000_000)
+    fake_prometheus.answer_json(matrix(step((1010.0, "1")), metric("ndcg_at_10", (1010.0, "0.1"))))
+    assert read(fake_prometheus, cursor=1000_000).readings == [TrialMetrics({"ndcg_at_10": 0.1}, step=1)]
 
 
-def test_a_prometheus_that_answers_only_after_60_s_is_given_up_on_at_the_timeout(prometheus):
-    prometheus.answer = Answer(200, json.dumps(matrix()).encode(), release=threading.Event())
+def test_a_prometheus_that_answers_only_after_60_s_is_given_up_on_at_the_timeout(fake_prometheus):
+    fake_prometheus.answer = Answer(200, json.dumps(matrix()).encode(), release=threading.Event())
     with pytest.raises(MetricsError, match=r"cannot query Prometheus at .*timed out"):
-        read(prometheus, timeout=1.0)
+        read(fake_prometheus, timeout=1.0)
 
 
 def test_a_prometheus_that_is_down_is_a_metrics_error():
@@ -172,7 +105,7 @@ def test_a_prometheus_that_is_down_is_a_metrics_error():
         query_prometheus(f"http://127.0.0.1:{free_port()}", SERIES, None, 2.0)
 
 
-def test_an_answer_larger_than_the_bound_is_refused(prometheus):
-    prometheus.answer = Answer(200, b" " * (MAX_RESPONSE_BYTES + 1))
+def test_an_answer_larger_than_the_bound_is_refused(fake_prometheus):
+    fake_prometheus.answer = Answer(200, b" " * (MAX_RESPONSE_BYTES + 1))
     with pytest.raises(MetricsError, match="larger than"):
-        read(prometheus)
+        read(fake_prometheus)
