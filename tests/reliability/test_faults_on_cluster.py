@@ -27,7 +27,7 @@ from tests.operator.operator_harness import (
     wait_for,
 )
 from tests.reliability.fast_timeouts import FAST_TIMEOUTS
-from tests.reliability.rebuilt_suggestions import suggestion_mismatches
+from tests.reliability.rebuilt_suggestions import imported_records, suggestion_mismatches
 from tests.reliability.status_write_kill import status_write_kill
 
 pytestmark = pytest.mark.cluster
@@ -66,15 +66,20 @@ class KilledJob:
     trials: int
     """How many trials run: maxTrials, or the grid's size when that is smaller."""
     steps: int
+    warm_started: bool = False
+    """Import three trials of a finished job first: Optuna then numbers the job's own trials from 3, so a grid
+    job picks its last points by the grid ids its trials carry, which a kill must not lose."""
 
 
 X: list[dict[str, Any]] = [{"name": "x", "type": "float", "low": 0.0, "high": 1.0}]
 GRID: list[dict[str, Any]] = [{"name": "x", "type": "float", "low": 0.0, "high": 1.0, "step": 0.25},
                               {"name": "k", "type": "categorical", "choices": ["a", "b", "c"]}]
+GRID_SOURCE = [GRID[0], {"name": "k", "type": "categorical", "choices": ["a"]}]  # its grid ids are not this job's
 GRID_POINTS = sorted((x, k) for x in (0.0, 0.25, 0.5, 0.75, 1.0) for k in "abc")
 KILLED_JOBS = {
     "random": KilledJob({"name": "random", "seed": 1}, X, max_trials=30, trials=30, steps=4),
-    "grid": KilledJob({"name": "grid", "seed": 1}, GRID, max_trials=20, trials=len(GRID_POINTS), steps=16),
+    "grid": KilledJob({"name": "grid", "seed": 1}, GRID, max_trials=20, trials=len(GRID_POINTS), steps=16,
+                      warm_started=True),
     "tpe": KilledJob({"name": "tpe", "seed": 7, "options": {"n_startup_trials": 4}}, X, max_trials=14, trials=14,
                      steps=16),
 }
@@ -93,6 +98,15 @@ def test_an_operator_sigkilled_ten_times_mid_job_runs_every_trial_exactly_once_a
     job = stand_in_job("killed", namespace, parameters=case.parameters, sampler=case.sampler,
                        budget={"maxTrials": case.max_trials, "parallelism": 2},
                        args=["--steps", str(case.steps), "--step-seconds", "0.5", "--launch-log", str(launches)])
+    imported = []
+    if case.warm_started:
+        source = stand_in_job("earlier", namespace, parameters=GRID_SOURCE, sampler=case.sampler,
+                              budget={"maxTrials": 3, "parallelism": 3}, args=["--steps", "1", "--step-seconds", "0.1"])
+        apply(cluster, source)
+        wait_finished(cluster, namespace, "earlier", 120, operator)
+        job["spec"]["warmStart"] = {"from": [{"name": "earlier"}]}
+        imported = imported_records(job, source, trials_of(cluster, namespace, "earlier"))
+        assert len(imported) == 3
     began = time.monotonic()
     seen: dict[int, float] = {}
     with status_write_kill(cluster, namespace, tmp_path) as webhook:
@@ -102,7 +116,7 @@ def test_an_operator_sigkilled_ten_times_mid_job_runs_every_trial_exactly_once_a
                 created = webhook.wait_killed(90)
                 assert not get(cluster, "trial", namespace, created).get("status"), f"{created} got a status"
             else:
-                wait_for(lambda kill=kill: operator.log().count("rebuilt the study") > kill, 90,
+                wait_for(lambda kill=kill: operator.log().count("/killed: rebuilt the study") > kill, 90,
                          f"operator incarnation {kill + 1} to rebuild the study", operator)
                 time.sleep(rng.uniform(0.0, 5.0))
                 phase = (get(cluster, "tuningjob", namespace, "killed").get("status") or {}).get("phase")
@@ -131,7 +145,7 @@ def test_an_operator_sigkilled_ten_times_mid_job_runs_every_trial_exactly_once_a
     for name in webhook.killed_at:  # its hours count from when it was asked for, not from the restart
         created_at = by_name[name]["spec"].get("startTime")
         assert created_at and by_name[name]["status"]["startTime"] == created_at, f"{name} lost its start time"
-    mismatches, matched = suggestion_mismatches(job, trials)
+    mismatches, matched = suggestion_mismatches(job, trials, imported)
     assert not mismatches, "\n".join(mismatches)
     assert seen, "no trial finished between the kills: the kills did not hit a working operator"
     print(f"{sampler}: {KILLS} kills in {killing:.0f}s, the job done at {running:.0f}s; {len(webhook.killed_at)} kills "
