@@ -137,27 +137,35 @@ class TrialSeries:
         return "{" + ",".join(matchers) + "}"
 
 
+@dataclass(frozen=True)
+class PrometheusCursor:
+    """Where the next Prometheus read of an attempt goes on from: after the newest sample seen (or skipped)."""
+
+    after_ms: int
+
+
 def query_prometheus(base_url: str, series: TrialSeries, cursor: object | None, timeout: float,
                      now: float | None = None) -> Scraped:
     """Every scrape of the attempt's pod that Prometheus holds after `cursor` (at most PROMETHEUS_WINDOW_SECONDS
     of them at a time), one reading per scrape, oldest first, each metric paired with the step of the same scrape.
 
     One instant query of a range vector, which gives the raw samples with their scrape timestamps (a
-    `query_range` would resample them on a grid). The cursor is the newest sample's timestamp (in ms). Nothing
-    new is a MetricsError, so that a Prometheus that is not scraping the pod ends in MetricsUnavailable.
+    `query_range` would resample them on a grid). Without a PrometheusCursor (an attempt's first read, or another
+    source's cursor) it reads from the pod's creation. Nothing new is a MetricsError, so that a Prometheus that
+    is not scraping the pod ends in MetricsUnavailable.
     """
     now_ms = math.floor((time.time() if now is None else now) * 1000)
     start = series.started if series.started is not None else now_ms / 1000 - PROMETHEUS_WINDOW_SECONDS
-    after = cursor if isinstance(cursor, int) else math.floor(start * 1000) - 1
+    after = cursor.after_ms if isinstance(cursor, PrometheusCursor) else math.floor(start * 1000) - 1
     end = min(now_ms, after + PROMETHEUS_WINDOW_SECONDS * 1000)
     query = f"{series.selector()}[{max(end - after, 1)}ms]"
     url = base_url.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": query, "time": end / 1000})
     readings, newest = _scrapes_after(_prometheus_answer(url, base_url, timeout), after, base_url)
     if newest is not None:
-        return Scraped(readings, newest)
+        return Scraped(readings, PrometheusCursor(newest))
     if end < now_ms - PROMETHEUS_INGEST_MARGIN_SECONDS * 1000:
-        return Scraped([], end)  # an old gap (the operator was away): go on after it
-    if cursor is None:
+        return Scraped([], PrometheusCursor(end))  # an old gap (the operator was away): go on after it
+    if not isinstance(cursor, PrometheusCursor):
         raise MetricsError(f"Prometheus at {base_url} holds no {TRIAL_STEP_GAUGE} or {TRIAL_METRIC_GAUGE} samples "
                            f"of pod {series.namespace}/{series.pod} yet: is it scraping the trial pods (the "
                            "chart's metrics.trialPodMonitor), with the labels namespace, pod, tuningjob and trial?")

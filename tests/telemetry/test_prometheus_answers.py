@@ -11,7 +11,15 @@ import threading
 import pytest
 
 from ktune.local.processes import free_port
-from ktune.metrics import MAX_RESPONSE_BYTES, MetricsError, Scraped, TrialMetrics, TrialSeries, query_prometheus
+from ktune.metrics import (
+    MAX_RESPONSE_BYTES,
+    MetricsError,
+    PrometheusCursor,
+    Scraped,
+    TrialMetrics,
+    TrialSeries,
+    query_prometheus,
+)
 from tests.telemetry.fake_prometheus import Answer, FakePrometheus, matrix, metric, step
 
 SERIES = TrialSeries(namespace="ml", tuningjob="ranker", trial=3, pod="ranker-3-1", started=1000.0)
@@ -34,7 +42,7 @@ def test_each_scrape_becomes_one_reading_pairing_metrics_with_the_step_of_the_sa
         TrialMetrics({"ndcg_at_10": 0.2}, step=2),
         TrialMetrics({"ndcg_at_10": 0.3, "eval_loss": 0.7}, step=3),
     ]
-    assert scraped.cursor == 1030_000
+    assert scraped.cursor == PrometheusCursor(1030_000)
     query = fake_prometheus.asked[-1]
     assert query["path"] == "/api/v1/query"
     assert query["query"] == ('{__name__=~"ktune_trial_metric|ktune_trial_step",namespace="ml",tuningjob="ranker",'
@@ -47,10 +55,10 @@ def test_samples_up_to_the_cursor_are_not_read_again_and_a_sample_without_a_step
         step((1030.0, "3"), (1040.0, "NaN")),
         metric("ndcg_at_10", (1030.0, "0.3"), (1040.0, "0.4"), (1050.0, "0.5")),
     ))
-    scraped = read(fake_prometheus, cursor=1030_000)
+    scraped = read(fake_prometheus, cursor=PrometheusCursor(1030_000))
     assert scraped.readings == [TrialMetrics({"ndcg_at_10": 0.4}, step=None),
                                 TrialMetrics({"ndcg_at_10": 0.5}, step=None)]
-    assert scraped.cursor == 1050_000
+    assert scraped.cursor == PrometheusCursor(1050_000)
     assert fake_prometheus.asked[-1]["query"].endswith("[70000ms]")
 
 
@@ -58,13 +66,20 @@ def test_one_read_covers_at_most_a_window_and_an_old_empty_window_is_skipped(fak
     fake_prometheus.answer_json(matrix())
     far = TrialSeries(**{**SERIES.__dict__, "started": NOW - 3600})
     scraped = query_prometheus(fake_prometheus.base_url, far, None, 5.0, now=NOW)
-    assert scraped.readings == [] and scraped.cursor == (NOW - 3600) * 1000 - 1 + 300_000
-    assert float(fake_prometheus.asked[-1]["time"]) * 1000 == scraped.cursor
+    assert scraped.readings == [] and scraped.cursor == PrometheusCursor(int((NOW - 3600) * 1000) - 1 + 300_000)
+    assert float(fake_prometheus.asked[-1]["time"]) * 1000 == scraped.cursor.after_ms
+
+
+def test_another_sources_cursor_reads_from_the_pods_creation(fake_prometheus):
+    fake_prometheus.answer_json(matrix(step((1010.0, "1")), metric("ndcg_at_10", (1010.0, "0.1"))))
+    scraped = read(fake_prometheus, cursor=4096)  # a log offset, had the job's metricsSource been changed
+    assert scraped.readings == [TrialMetrics({"ndcg_at_10": 0.1}, step=1)]
+    assert fake_prometheus.asked[-1]["query"].endswith("[100001ms]")
 
 
 @pytest.mark.parametrize(("cursor", "message"), [
     (None, "holds no ktune_trial_step or ktune_trial_metric samples of pod ml/ranker-3-1 yet: is it scraping"),
-    (1090_000, "has no sample of pod ml/ranker-3-1 newer than 1090.000 .*: it stopped scraping the pod"),
+    (PrometheusCursor(1090_000), "no sample of pod ml/ranker-3-1 newer than 1090.000 .*: it stopped scraping"),
 ])
 def test_nothing_scraped_is_a_metrics_error_so_the_silence_rule_applies(fake_prometheus, cursor, message):
     fake_prometheus.answer_json(matrix())
@@ -89,9 +104,10 @@ def test_a_bad_answer_is_a_metrics_error_naming_what_came_back_and_the_same_curs
         fake_prometheus, status, body, message):
     fake_prometheus.answer = Answer(status, body)
     with pytest.raises(MetricsError, match=message):
-        read(fake_prometheus, cursor=1000_000)
+        read(fake_prometheus, cursor=PrometheusCursor(1000_000))
     fake_prometheus.answer_json(matrix(step((1010.0, "1")), metric("ndcg_at_10", (1010.0, "0.1"))))
-    assert read(fake_prometheus, cursor=1000_000).readings == [TrialMetrics({"ndcg_at_10": 0.1}, step=1)]
+    again = read(fake_prometheus, cursor=PrometheusCursor(1000_000))
+    assert again.readings == [TrialMetrics({"ndcg_at_10": 0.1}, step=1)]
 
 
 def test_a_prometheus_that_answers_only_after_60_s_is_given_up_on_at_the_timeout(fake_prometheus):

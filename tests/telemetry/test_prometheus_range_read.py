@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from ktune.metrics import MetricsError, TrialMetrics, TrialSeries, query_prometheus
+from ktune.metrics import MetricsError, PrometheusCursor, TrialMetrics, TrialSeries, query_prometheus
 from tests.cluster.waiting import wait_until
 from tests.telemetry.prometheus_server import PrometheusServer
 
@@ -72,8 +72,8 @@ def test_every_step_prometheus_scraped_is_read_once_in_order_with_its_own_values
         return len({reading.step for reading in readings}) >= 5
 
     wait_until(advance_and_read, "five steps of trial 3 read back from Prometheus", timeout=120, interval=0.7)
-    assert isinstance(cursor, int)
-    held = prometheus.query(f'ktune_trial_step{{pod="ranker-3-1"}}[1h] @ {cursor / 1000}')
+    assert isinstance(cursor, PrometheusCursor)
+    held = prometheus.query(f'ktune_trial_step{{pod="ranker-3-1"}}[1h] @ {cursor.after_ms / 1000}')
     held_steps = [int(float(value)) for _, value in held[0]["values"]]
     assert [reading.step for reading in readings] == held_steps  # each scrape once, in order, none missed
     assert held_steps == sorted(held_steps)
