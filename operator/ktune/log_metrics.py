@@ -9,7 +9,9 @@ run` from the process's output file) and hands each complete line to a `LogParse
 - a JSON object, e.g. `{"epoch": 1, "ndcg_at_10": 0.31}`; values may be numbers or numeric strings (Katib's
   JSON format writes strings), JSON's `NaN` is NaN.
 
-The value named by `step_metric` is the step of the other values on its line and of the lines after it that name
+Names are read as ktune metric names: lower-cased, other characters than letters, digits and `_` become `_`
+(`Validation-accuracy` is `validation_accuracy`, as `ktune import-katib` names Katib's metrics). The value named by
+`step_metric` is the step of the other values on its line and of the lines after it that name
 no step (Katib orders by timestamp; the pruner needs a step). Values read before any step count only for the final
 metrics. Other lines are ignored: most of a log is not metrics.
 
@@ -61,6 +63,7 @@ class LogParser:
         if self.format is not None and self.format not in FORMATS:
             raise ValueError(f"log format must be one of {', '.join(FORMATS)} (got {self.format!r})")
         self._pattern = re.compile(self.filter or KATIB_DEFAULT_FILTER)
+        self.step_metric = metric_name(self.step_metric)
 
     def feed(self, lines: Iterable[str]) -> list[TrialMetrics]:
         """The readings in these complete lines, one per step in the order the steps came (values of consecutive
@@ -119,7 +122,7 @@ class LogParser:
         for match in self._pattern.finditer(text):
             value = _number(match.group(2))
             if value is not None and match.group(1):
-                pairs[match.group(1)] = value
+                pairs[metric_name(match.group(1))] = value
         return pairs
 
     def _kept(self, pairs: dict[str, float]) -> dict[str, float]:
@@ -160,8 +163,14 @@ def _json_pairs(text: str) -> dict[str, float] | None:
             continue
         value = _number(raw) if isinstance(raw, int | float | str) else None
         if value is not None:
-            pairs[name] = value
+            pairs[metric_name(name)] = value
     return pairs
+
+
+def metric_name(raw: str) -> str:
+    """A name as a ktune metric name: `Validation-accuracy` -> `validation_accuracy`, `1st` -> `m_1st`."""
+    name = re.sub(r"[^a-z0-9_]+", "_", raw.strip().lower()).strip("_")
+    return name if re.match(r"[a-z_]", name[:1]) else f"m_{name}"
 
 
 def _number(raw: str | float) -> float | None:

@@ -8,6 +8,8 @@ import yaml
 
 from ktune.algorithms import load_tuningjob
 from ktune.cli.katib import KatibError, convert_experiment, import_katib
+from ktune.log_metrics import LogParser
+from ktune.metrics import TrialMetrics
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("*.yaml"))
 
@@ -73,7 +75,7 @@ def test_hyperband_becomes_random_sampling_with_the_hyperband_pruner_and_says_so
 def test_dropped_settings_are_named_in_the_notes():
     notes = convert_experiment(load("bayesianoptimization")).notes
     assert any("acq_func" in note for note in notes)
-    assert any("StdOut" in note for note in notes)
+    assert any("StdOut collector becomes spec.metricsSource type logs" in note for note in notes)
 
 
 def test_neural_architecture_search_is_refused_with_the_reason():
@@ -103,3 +105,53 @@ def test_an_unreadable_file_exits_2(tmp_path):
     err = io.StringIO()
     assert import_katib(str(tmp_path / "missing.yaml"), io.StringIO(), err) == 2
     assert "cannot read" in err.getvalue()
+
+
+def test_katibs_default_stdout_collector_becomes_the_log_source_and_reads_katibs_lines():
+    conversion = convert_experiment(load("random"))
+    source = conversion.tuningjob["spec"]["metricsSource"]
+    assert source == {"type": "logs", "stepMetric": "step"}
+    assert any("stepMetric" in note for note in conversion.notes)
+    job = load_tuningjob(conversion.tuningjob)
+    parser = LogParser(job.spec.metrics_source.format, job.spec.metrics_source.filter,
+                       job.spec.metrics_source.step_metric)
+    # What Katib's mxnet-mnist example prints, the objective named as ktune names it.
+    readings = parser.feed(["INFO:root:Epoch[1] Train-accuracy=0.91", "step=1 Validation-accuracy=0.93"])
+    assert readings == [TrialMetrics({"train_accuracy": 0.91}, None),
+                        TrialMetrics({"validation_accuracy": 0.93}, 1)]
+    assert job.spec.objectives[0].metric == "validation_accuracy"
+
+
+def test_a_stdout_collectors_metrics_format_becomes_the_filter():
+    source = convert_experiment(load("stdout-metrics-format")).tuningjob["spec"]["metricsSource"]
+    assert source["filter"] == r"([\w|-]+)\s*:\s*((-?\d+)(\.\d+)?)"
+    assert LogParser(filter=source["filter"]).feed(["step: 2 loss: 0.5"]) == [TrialMetrics({"loss": 0.5}, 2)]
+
+
+@pytest.mark.parametrize(("name", "says"), [
+    ("file-metrics-collector", "File (/katib/mnist.log): ktune reads no file inside the trial's container"),
+    ("file-metrics-collector-with-json-format", "set spec.metricsSource: {type: logs, format: json}"),
+])
+def test_a_file_collector_is_refused_with_what_to_change_and_the_job_still_converts(name, says):
+    out, err = io.StringIO(), io.StringIO()
+    assert import_katib(str(Path(__file__).parent / "fixtures" / f"{name}.yaml"), out, err) == 0
+    refusals = [line for line in err.getvalue().splitlines() if "cannot be carried over" in line]
+    assert len(refusals) == 1 and says in refusals[0]
+    assert "metricsSource" not in yaml.safe_load(out.getvalue())["spec"]
+
+
+def test_optuna_ignored_sampler_settings_are_dropped_with_a_warning_line():
+    conversion = convert_experiment(load("cmaes"))
+    assert conversion.tuningjob["spec"]["sampler"] == {"name": "cmaes", "seed": 10, "options": {"sigma0": 0.2}}
+    assert any(note.startswith("algorithm setting `restart_strategy: ipop` dropped: Optuna's cmaes sampler ignores")
+               for note in conversion.notes)
+
+
+def test_a_pod_trial_converts_and_other_kinds_are_refused():
+    template = convert_experiment(load("pod-trial")).tuningjob["spec"]["trial"]["template"]
+    assert template["spec"]["containers"][0]["name"] == "training-container"
+    assert "--lr=$(KTUNE_PARAM_LR)" in template["spec"]["containers"][0]["command"]
+    experiment = load("random")
+    experiment["spec"]["trialTemplate"]["trialSpec"] = {"apiVersion": "kubeflow.org/v1", "kind": "TFJob", "spec": {}}
+    with pytest.raises(KatibError, match=r"kubeflow\.org/v1 TFJob cannot be converted"):
+        convert_experiment(experiment)

@@ -13,7 +13,10 @@ from typing import Any, TextIO
 
 import yaml
 
+from ktune.algorithms.options import IGNORED_OPTIONS
+from ktune.cli.katib_collector import metrics_source
 from ktune.contract import API_GROUP, API_VERSION, TUNINGJOB_KIND, param_env_name
+from ktune.log_metrics import metric_name
 
 KATIB_API_VERSION = "kubeflow.org/v1beta1"
 
@@ -56,16 +59,12 @@ class Conversion:
 
     tuningjob: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    """What cannot be carried over at all, each with what to change (the TuningJob is still valid)."""
 
 
 class KatibError(ValueError):
     """The input is not a Katib v1beta1 Experiment that can be converted at all."""
-
-
-def metric_name(katib_name: str) -> str:
-    """A Katib metric name as a ktune metric name: `Validation-accuracy` -> `validation_accuracy`."""
-    name = re.sub(r"[^a-z0-9_]+", "_", katib_name.strip().lower()).strip("_")
-    return name if re.match(r"[a-z_]", name[:1]) else f"m_{name}"
 
 
 def parameter_name(katib_name: str) -> str:
@@ -84,6 +83,7 @@ def convert_experiment(experiment: Any) -> Conversion:
     if not isinstance(spec, Mapping):
         raise KatibError("spec: missing or not a mapping")
     notes: list[str] = []
+    refused: list[str] = []
     renamed: dict[str, str] = {}
     parameters = [_parameter(p, i, notes, renamed) for i, p in enumerate(_list(spec, "parameters"))]
     job_spec: dict[str, Any] = {}
@@ -93,6 +93,9 @@ def convert_experiment(experiment: Any) -> Conversion:
     _early_stopping(spec.get("earlyStopping"), job_spec, notes)
     job_spec["budget"] = _budget(spec)
     job_spec["trial"] = {"template": _trial_template(spec.get("trialTemplate") or {}, renamed, notes)}
+    source = metrics_source(spec, notes, refused)
+    if source is not None:
+        job_spec["metricsSource"] = source
     _unsupported_fields(spec, notes)
     metadata = experiment.get("metadata") or {}
     tuningjob = {
@@ -101,7 +104,7 @@ def convert_experiment(experiment: Any) -> Conversion:
         "metadata": {k: metadata[k] for k in ("name", "namespace") if k in metadata},
         "spec": job_spec,
     }
-    return Conversion(tuningjob=tuningjob, notes=notes)
+    return Conversion(tuningjob=tuningjob, notes=notes, refused=refused)
 
 
 def _list(spec: Mapping[str, Any], key: str) -> list[Any]:
@@ -117,8 +120,9 @@ def _objective(objective: Mapping[str, Any], job_spec: dict[str, Any], notes: li
         raise KatibError("spec.objective.objectiveMetricName: missing")
     metric = metric_name(katib_metric)
     if metric != katib_metric:
-        notes.append(f"objective metric `{katib_metric}` is named `{metric}` in ktune: the trainer must report "
-                     f"ktune_trial_metric{{metric=\"{metric}\"}}")
+        notes.append(f"objective metric `{katib_metric}` is named `{metric}` in ktune (log lines naming "
+                     f"`{katib_metric}` are read as `{metric}`; a /metrics page must say ktune_trial_metric"
+                     f"{{metric=\"{metric}\"}})")
     out: dict[str, Any] = {"metric": metric, "direction": objective.get("type", "maximize")}
     if objective.get("goal") is not None:
         out["goal"] = float(objective["goal"])
@@ -220,6 +224,9 @@ def _algorithm(algorithm: Mapping[str, Any], job_spec: dict[str, Any], notes: li
         key, value = setting.get("name"), setting.get("value")
         if key in _SEED_SETTINGS:
             sampler["seed"] = int(_number(value, f"spec.algorithm.algorithmSettings[{key}]"))
+        elif key in known and (sampler_name, known[key]) in IGNORED_OPTIONS:
+            notes.append(f"algorithm setting `{key}: {value}` dropped: Optuna's {sampler_name} sampler ignores it "
+                         f"({IGNORED_OPTIONS[sampler_name, known[key]]})")
         elif key in known:
             options[known[key]] = _setting_value(value)
         elif pruner_name == "hyperband" and key in ("r_l", "eta", "resource_name"):
@@ -283,10 +290,14 @@ def _trial_template(template: Mapping[str, Any], renamed: dict[str, str], notes:
     if template.get("configMap") or not trial_spec:
         raise KatibError("spec.trialTemplate.trialSpec: missing (a template kept in a ConfigMap cannot be converted; "
                          "inline it first)")
-    if trial_spec.get("kind") != "Job":
-        raise KatibError(f"spec.trialTemplate.trialSpec.kind: {trial_spec.get('kind')} cannot be converted: ktune runs "
-                         "one pod per trial (a batch/v1 Job's pod template converts)")
-    pod_template = _copy((trial_spec.get("spec") or {}).get("template") or {})
+    kind, api_version = trial_spec.get("kind"), trial_spec.get("apiVersion")
+    if (kind, api_version) not in (("Job", "batch/v1"), ("Pod", "v1")):
+        raise KatibError(f"spec.trialTemplate.trialSpec: {api_version} {kind} cannot be converted: ktune runs one pod "
+                         "per trial (a v1 Pod or the pod template of a batch/v1 Job converts)")
+    if kind == "Pod":
+        pod_template = {"spec": _copy(trial_spec.get("spec") or {})}
+    else:
+        pod_template = _copy((trial_spec.get("spec") or {}).get("template") or {})
     references = {p["name"]: renamed.get(p.get("reference"), parameter_name(str(p.get("reference"))))
                   for p in template.get("trialParameters") or []}
     containers = (pod_template.get("spec") or {}).get("containers") or []
@@ -336,13 +347,6 @@ def _rewrite_strings(node: Any, references: dict[str, str], notes: list[str]) ->
 
 
 def _unsupported_fields(spec: Mapping[str, Any], notes: list[str]) -> None:
-    collector = ((spec.get("metricsCollectorSpec") or {}).get("collector") or {}).get("kind")
-    if collector:
-        notes.append(f"metricsCollectorSpec ({collector}) dropped: a ktune trainer serves ktune_trial_metric on "
-                     "/metrics and writes its final metrics to the termination message")
-    else:
-        notes.append("Katib's default StdOut metrics collector has no ktune equivalent: the trainer must serve "
-                     "ktune_trial_metric on /metrics and write its final metrics to the termination message")
     for key, why in (("resumePolicy", "ktune jobs always keep their trials in Trial objects"),
                      ("nasConfig", "ktune does not do neural architecture search")):
         if spec.get(key):
@@ -367,4 +371,6 @@ def import_katib(path: str, out: TextIO, err: TextIO) -> int:
     out.write(yaml.safe_dump(conversion.tuningjob, sort_keys=False))
     for note in conversion.notes:
         err.write(f"ktune import-katib: not carried over as is: {note}\n")
+    for refusal in conversion.refused:
+        err.write(f"ktune import-katib: cannot be carried over: {refusal}\n")
     return 0
