@@ -120,6 +120,8 @@ def test_a_job_created_again_under_its_name_waits_for_the_earlier_jobs_children_
         assert status.get("trialCounts", {}).get("total", 0) == 0
         assert status.get("bestTrial") is None and status.get("phase") != "Failed"
     assert harness.cluster.trial_creates == 2 + 3  # one refused creation per pass: waiting, not spinning
+    taken = [message for _, reason, message in harness.cluster.events if reason == "TrialNameTaken"]
+    assert len(taken) == 1 and "Trial job-0 exists and is not this TuningJob's (its controller: job-uid)" in taken[0]
     assert {name: trial["metadata"]["uid"] for name, trial in harness.cluster.trials.items()} == \
         {name: trial["metadata"]["uid"] for name, trial in old.items()}
     assert harness.cluster.deleted_pods == []

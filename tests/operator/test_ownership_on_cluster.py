@@ -82,6 +82,9 @@ def test_a_job_deleted_and_created_again_under_its_name_waits_for_the_earlier_jo
                  "the garbage collector to delete the earlier Trial again-0", operator)
         wait_for(lambda: "leaving Trial again-0 alone" in operator.log(), 30, "the new job to pass over again-0",
                  operator)
+        taken = wait_for(lambda: [e["message"] for e in get(cluster, "events", namespace)["items"]
+                                  if e["reason"] == "TrialNameTaken"], 30, "a TrialNameTaken Event", operator)
+        assert len(taken) == 1 and taken[0].startswith("Trial again-0 exists") and "not this TuningJob's" in taken[0]
         job = get(cluster, "tuningjob", namespace, "again")
         assert (job.get("status") or {}).get("phase") != "Failed"
         assert not ((job.get("status") or {}).get("trialCounts") or {}).get("total")

@@ -13,7 +13,7 @@ Where it holds a name the job needs next, the job waits for it to go (the API se
 """
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ktune.operator.pods import controller_uid
@@ -26,17 +26,36 @@ class Ownership:
 
     def __init__(self) -> None:
         self._noted: set[str] = set()  # uids of strangers already logged: once each, however many passes see them
+        self._announced: set[str] = set()  # uids of strangers an Event said the job waits for
+        self._strangers: dict[str, dict[str, Any]] = {}  # name -> the strangers among the Trials last filtered
 
     def trials(self, job: Mapping[str, Any], trials: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """The Trials among `trials` that `job` (the TuningJob API object) controls."""
         uid = job["metadata"]["uid"]
         owned = []
+        self._strangers = {}
         for trial in trials:
             if controller_uid(trial) == uid:
                 owned.append(trial)
             else:
                 self._note(job, "Trial", trial)
+                self._strangers[trial["metadata"]["name"]] = trial
         return owned
+
+    def announce_taken(self, job: Mapping[str, Any], name: str,
+                       emit_event: Callable[[Mapping[str, Any], str, str, str], None]) -> None:
+        """One Warning Event per holder when a stranger (among the Trials last filtered) holds `name`, the name of
+        the job's next Trial: the API server refuses that creation, so the job waits, and this says for what."""
+        holder = self._strangers.get(name)
+        if holder is None or holder["metadata"].get("uid") in self._announced:
+            return
+        self._announced.add(holder["metadata"].get("uid") or name)
+        deleting = " (being deleted)" if holder["metadata"].get("deletionTimestamp") else ""
+        emit_event(job, "Warning", "TrialNameTaken",
+                   f"Trial {name} exists{deleting} and is not this TuningJob's (its controller: "
+                   f"{controller_uid(holder) or 'none'}): the next trial starts once it is gone. An earlier TuningJob "
+                   "of the same name leaves its Trials until the garbage collector removes them; delete one made by "
+                   "hand")
 
     def pods(self, job: Mapping[str, Any], owners: Mapping[int, Mapping[str, Any]],
              pods: Iterable[dict[str, Any]]) -> dict[str, tuple[int, dict[str, Any]]]:

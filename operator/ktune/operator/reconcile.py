@@ -42,7 +42,7 @@ from ktune.operator.pod_backend import (
 )
 from ktune.operator.pod_logs import PodLogMetrics
 from ktune.operator.pod_policy import forbidden_fields
-from ktune.operator.pods import pod_attempt
+from ktune.operator.pods import pod_attempt, trial_name
 from ktune.operator.settings import OperatorSettings
 from ktune.operator.status_writer import ACCEPTED_SPEC_FIELD, JobProgress, StatusWriter
 from ktune.operator.trial_objects import TrialObjects
@@ -215,6 +215,8 @@ class JobReconciler:
             self.cluster.emit_event(body, "Warning", "TrialsDeleted",
                                     f"the Trial objects of trials {_numbers(deleted)} were deleted: they count as "
                                     f"failed ({TRIAL_DELETED}, not against maxFailedTrials) and their results are lost")
+        if len(records) < job.spec.budget.max_trials:
+            self.ownership.announce_taken(body, trial_name(job.name, len(records)), self.cluster.emit_event)
         imported = self.warm_start.imported(body, job)
         engine = Engine(job.spec, records, study_name=f"{_namespace(body)}/{job.name}", started_at=started_at,
                         imported=imported.records)
