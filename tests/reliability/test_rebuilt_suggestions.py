@@ -12,8 +12,8 @@ from ktune.operator.trials import trial_manifest, trial_status
 from tests.operator.test_reconcile import job_body
 from tests.reliability.rebuilt_suggestions import suggestion_mismatches
 
-SAMPLERS = [{"name": "tpe", "seed": 7, "options": {"n_startup_trials": 3}}, {"name": "random", "seed": 1},
-            {"name": "grid", "seed": 1}]
+SAMPLERS: list[dict[str, Any]] = [{"name": "tpe", "seed": 7, "options": {"n_startup_trials": 3}},
+                                   {"name": "random", "seed": 1}, {"name": "grid", "seed": 1}]
 GRID = [{"name": "x", "type": "float", "low": 0.0, "high": 1.0, "step": 0.125},
         {"name": "k", "type": "categorical", "choices": ["a", "b"]}]
 CONTINUOUS = [{"name": "x", "type": "float", "low": 0.0, "high": 1.0}, {"name": "k", "type": "categorical",
@@ -31,7 +31,9 @@ def trials_of(job: dict[str, Any], engine: Engine) -> dict[int, dict[str, Any]]:
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS, ids=[s["name"] for s in SAMPLERS])
-def test_params_an_engine_gave_with_two_trials_in_flight_are_what_a_rebuilt_engine_suggests(sampler: dict):
+def test_params_an_engine_gave_with_two_trials_in_flight_are_what_a_rebuilt_engine_suggests(
+    sampler: dict[str, Any],
+) -> None:
     job = job_body(parameters=GRID if sampler["name"] == "grid" else CONTINUOUS, sampler=sampler)
     engine = Engine(load_tuningjob(job).spec)
     for number in range(10):
@@ -45,7 +47,7 @@ def test_params_an_engine_gave_with_two_trials_in_flight_are_what_a_rebuilt_engi
     assert sum(matched.values()) == 10
 
 
-def test_params_a_different_history_gave_are_named():
+def test_params_a_different_history_gave_are_named() -> None:
     job = job_body(parameters=CONTINUOUS, sampler=SAMPLERS[0])
     engine = Engine(load_tuningjob(job).spec)
     for number in range(8):
