@@ -81,7 +81,7 @@ class Engine:
                  imported: Sequence[TrialRecord] = ()) -> None:
         self.spec = spec
         try:
-            self._resources = template_resources(spec.trial.template)
+            self._resources = template_resources(spec.trial.template, spec.trial.pods)
         except ValueError:
             # Only possible without an hour budget (the spec checks the quantities when one is set): the
             # hours reported are then informational, counted as one CPU and no GPU per trial.

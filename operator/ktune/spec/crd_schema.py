@@ -28,6 +28,7 @@ from ktune.spec.openapi import (
     string,
 )
 from ktune.spec.status_schema import trial_schema, tuningjob_status_schema
+from ktune.spec.trial import SUPPORTED_KINDS
 
 GROUP, VERSION = contract.API_GROUP, contract.API_VERSION
 MAX_PARAMETERS = 64
@@ -83,6 +84,45 @@ def parameter_schema() -> Schema:
         },
         required=["name", "type"],
         **{"x-kubernetes-validations": [{"rule": rule, "message": message} for rule, message in rules]},
+    )
+
+
+def trial_resource_schema() -> Schema:
+    """`spec.trial.resource`: only the kinds in `RESOURCE_KINDS`; a Job's spec needs a pod template."""
+    kinds = " || ".join(f"(self.apiVersion == '{api_version}' && self.kind == '{kind}')"
+                        for api_version, kind in spec.RESOURCE_KINDS)
+    job_spec = obj(
+        "The Job's spec. ktune sets backoffLimit 0 unless given (retries re-create the whole Job) and the pod "
+        "template's restartPolicy Never.",
+        {
+            "parallelism": integer("Pods that run at once: each requests the template's resources (hours count "
+                                   "every one).", minimum=1),
+            "completions": integer("Pods that must succeed (Indexed: one per index 0..completions-1).", minimum=1),
+            "completionMode": string("Indexed: each pod gets JOB_COMPLETION_INDEX, index 0 is the metrics pod.",
+                                     enum=list(spec.JOB_COMPLETION_MODES)),
+            "backoffLimit": integer("Failed pods the Job itself retries before it fails (default 0).", minimum=0),
+            "template": free_form("The pod template of every pod of the Job: its first container is the "
+                                  "trainer."),
+        },
+        required=["template"],
+        **{"x-kubernetes-preserve-unknown-fields": True, "x-kubernetes-validations": [
+            {"rule": "!has(self.completionMode) || self.completionMode != 'Indexed' || has(self.completions)",
+             "message": "completions is required with completionMode Indexed"},
+        ]},
+    )
+    return obj(
+        f"A trial of several pods instead of template's one: a resource of one of these kinds: {SUPPORTED_KINDS}. "
+        "Its pods get the contract's variables; the metrics pod is the Job's index 0 (or its first pod).",
+        {
+            "apiVersion": string(f"One of the supported kinds' apiVersion ({SUPPORTED_KINDS})."),
+            "kind": string(f"One of the supported kinds ({SUPPORTED_KINDS})."),
+            "metadata": free_form("Labels and annotations for the resource."),
+            "spec": job_spec,
+        },
+        required=["apiVersion", "kind", "spec"],
+        **{"x-kubernetes-validations": [
+            {"rule": kinds, "message": f"unsupported kind: a trial resource is one of: {SUPPORTED_KINDS}"},
+        ]},
     )
 
 
@@ -169,18 +209,24 @@ def tuningjob_spec_schema(rules: AlgorithmRules) -> Schema:
                 ]},
             ),
             "trial": obj(
-                "How one trial runs: a pod made from template, with the trainer contract's variables injected.",
+                "How one trial runs: a pod made from template, or a resource of several pods (a batch/v1 Job), "
+                "with the trainer contract's variables injected into every container.",
                 {
-                    "retries": integer("How often a failed pod is replaced by a new attempt before the trial "
-                                       "counts as Failed.", minimum=0, maximum=spec.MAX_RETRIES,
-                                       default=trial_defaults["retries"]),
+                    "retries": integer("How often a failed attempt is replaced by a new one (a new pod, or the "
+                                       "whole resource again) before the trial counts as Failed.", minimum=0,
+                                       maximum=spec.MAX_RETRIES, default=trial_defaults["retries"]),
                     "metricsPort": integer("Port of the trainer's Prometheus /metrics (KTUNE_METRICS_PORT).",
                                            minimum=1, maximum=65535, default=trial_defaults["metricsPort"]),
                     "template": free_form("A PodTemplateSpec as in a Job: the trial's pod. Its first container "
                                           "is the trainer; its termination message carries the final "
                                           "metrics. restartPolicy is always Never: retries are new pods."),
+                    "resource": trial_resource_schema(),
                 },
-                required=["template"],
+                **{"x-kubernetes-validations": [
+                    {"rule": "has(self.template) != has(self.resource)",
+                     "message": "set exactly one of template (a PodTemplateSpec: one pod per trial) or resource "
+                                f"(a trial of several pods, one of: {SUPPORTED_KINDS})"},
+                ]},
             ),
             "warmStart": obj(
                 "Start from earlier results: finished trials of earlier jobs seed the search, and given "

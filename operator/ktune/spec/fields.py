@@ -1,5 +1,5 @@
 """Checks of the TuningJob's sections other than the search space: metadata, objectives, metrics,
-sampler and pruner names, budget, trial template and metrics source.
+sampler and pruner names, budget and metrics source (the trial: `ktune.spec.trial`).
 
 What a sampler or pruner accepts as options is not known here: `AlgorithmRules` (implemented by
 `ktune.algorithms`) answers for them, so this layer stays free of Optuna.
@@ -24,12 +24,10 @@ from ktune.spec.model import (
     KATIB_DEFAULT_FILTER,
     LOG_FORMATS,
     MAX_FILTER_LENGTH,
-    MAX_RETRIES,
     MAX_SEED,
     MAX_TRIALS_LIMIT,
     METRICS_SOURCE_TYPES,
 )
-from ktune.spec.resources import GPU_RESOURCE, template_resources
 
 TOP_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
 SPEC_FIELDS = ("objective", "objectives", "metrics", "parameters", "sampler", "pruner", "budget", "trial",
@@ -39,7 +37,6 @@ _SAMPLER_FIELDS = ("name", "seed", "options")
 _PRUNER_FIELDS = ("name", "options", "metric")
 _BUDGET_FIELDS = ("maxTrials", "parallelism", "maxFailedTrials", "activeDeadlineSeconds", "maxGpuHours",
                   "maxCpuHours")
-_TRIAL_FIELDS = ("retries", "metricsPort", "template")
 _LOG_SOURCE_FIELDS = ("format", "filter", "stepMetric")
 _METRICS_SOURCE_FIELDS = ("type", "url", *_LOG_SOURCE_FIELDS)
 STEP_METRIC_NAME = re.compile(r"[\w.|-]{1,63}")
@@ -224,67 +221,6 @@ def check_budget(check: Checker, raw: Any) -> dict[str, Any] | None:
     return {key: filled[key] for key in _BUDGET_FIELDS}
 
 
-def _check_containers(check: Checker, template: Mapping[str, Any]) -> bool:
-    pod_spec = check.mapping(template.get("spec"), "spec.trial.template.spec")
-    if pod_spec is None:
-        return False
-    containers = pod_spec.get("containers")
-    if not isinstance(containers, list) or not containers:
-        check.problem("spec.trial.template.spec.containers", f"must be a non-empty list (got {show(containers)})")
-        return False
-    ok, names = True, set()
-    for i, raw in enumerate(containers):
-        path = f"spec.trial.template.spec.containers[{i}]"
-        container = check.mapping(raw, path)
-        if container is None:
-            ok = False
-            continue
-        name = container.get("name")
-        if name is None:
-            check.problem(path, "name is required")
-            ok = False
-        elif check.name(name, f"{path}.name", DNS_LABEL, "must be a DNS label: [a-z0-9] and '-'"):
-            if name in names:
-                check.problem(f"{path}.name", f"duplicate container name (got {show(name)})")
-                ok = False
-            names.add(name)
-        else:
-            ok = False
-        if "command" not in container and "image" not in container:
-            check.problem(path, "needs a command (to run locally) or an image (to run on Kubernetes)")
-            ok = False
-        command = container.get("command")
-        if command is not None and (not isinstance(command, list) or not command
-                                    or not all(isinstance(part, str) for part in command)):
-            check.problem(f"{path}.command", f"must be a non-empty list of strings (got {show(command)})")
-            ok = False
-        args = container.get("args")
-        if args is not None and (not isinstance(args, list) or not all(isinstance(a, str) for a in args)):
-            check.problem(f"{path}.args", f"must be a list of strings (got {show(args)}); "
-                                          "quote numbers in YAML")
-            ok = False
-    return ok
-
-
-def check_trial(check: Checker, raw: Any) -> dict[str, Any] | None:
-    trial = check.mapping(raw, "spec.trial")
-    if trial is None:
-        return None
-    check.known_fields(trial, "spec.trial", _TRIAL_FIELDS)
-    filled = copy.deepcopy(DEFAULTS["trial"]) | dict(trial)
-    ok = check.integer(filled["retries"], "spec.trial.retries", 0, MAX_RETRIES)
-    ok &= check.integer(filled["metricsPort"], "spec.trial.metricsPort", 1, 65535)
-    if "template" not in trial:
-        check.problem("spec.trial", "template is required (a PodTemplateSpec with at least one container)")
-        return None
-    template = check.mapping(trial["template"], "spec.trial.template")
-    if template is None or not _check_containers(check, template) or not ok:
-        return None
-    if any(key not in _TRIAL_FIELDS for key in trial):
-        return None
-    return {"retries": filled["retries"], "metricsPort": filled["metricsPort"], "template": copy.deepcopy(template)}
-
-
 def check_metrics_source(check: Checker, raw: Any) -> dict[str, Any] | None:
     source = check.mapping(raw, "spec.metricsSource")
     if source is None:
@@ -358,19 +294,3 @@ def filter_problem(value: Any) -> str | None:
         return ("must have two groups, the metric's name then its value, as Katib's default "
                 f"{KATIB_DEFAULT_FILTER} (got {pattern.groups} in {show(value)})")
     return None
-
-
-def check_hour_budgets(check: Checker, budget: dict[str, Any], trial: dict[str, Any]) -> None:
-    """An hour budget needs requests it can read: quantities that parse, and GPUs for maxGpuHours."""
-    if budget["maxGpuHours"] is None and budget["maxCpuHours"] is None:
-        return
-    try:
-        resources = template_resources(trial["template"])
-    except ValueError as error:
-        check.problem("spec.trial.template.spec.containers", f"resources: {error} (needed to account "
-                                                             "spec.budget's hours)")
-        return
-    if budget["maxGpuHours"] is not None and resources.gpus == 0:
-        check.problem("spec.budget.maxGpuHours", f"the trial template requests no {GPU_RESOURCE}: set "
-                                                 f"resources.limits.{GPU_RESOURCE} on its containers, or use "
-                                                 "maxCpuHours")

@@ -20,14 +20,12 @@ from ktune.spec.fields import (
     SPEC_FIELDS,
     TOP_FIELDS,
     check_budget,
-    check_hour_budgets,
     check_metadata,
     check_metrics,
     check_metrics_source,
     check_objectives,
     check_pruner,
     check_sampler,
-    check_trial,
 )
 from ktune.spec.model import (
     DEFAULT_STEP_METRIC,
@@ -40,11 +38,11 @@ from ktune.spec.model import (
     PrunerSpec,
     SamplerSpec,
     SpecError,
-    TrialSpec,
     TuningJob,
     WarmStart,
 )
 from ktune.spec.search_space import check_parameters, check_warm_start, parameters_from
+from ktune.spec.trial import check_hour_budgets, check_trial, trial_spec
 
 
 def _check_and_fill(obj: Any, rules: AlgorithmRules) -> tuple[list[str], TuningJob | None]:
@@ -66,7 +64,7 @@ def _check_and_fill(obj: Any, rules: AlgorithmRules) -> tuple[list[str], TuningJ
     budget = check_budget(check, spec.get("budget", {}))
     trial = check_trial(check, spec["trial"]) if "trial" in spec else None
     if "trial" not in spec:
-        check.problem("spec", "trial is required (with a template: a PodTemplateSpec)")
+        check.problem("spec", "trial is required (with a template: a PodTemplateSpec, or a resource: a batch/v1 Job)")
     source = check_metrics_source(check, spec.get("metricsSource", {}))
     suspend = spec.get("suspend", DEFAULTS["suspend"])
     if not check.boolean(suspend, "spec.suspend"):
@@ -101,7 +99,7 @@ def _check_and_fill(obj: Any, rules: AlgorithmRules) -> tuple[list[str], TuningJ
                           pruner.get("metric", objectives[0]["metric"] if len(objectives) == 1 else None)),
         budget=Budget(budget["maxTrials"], budget["parallelism"], budget["maxFailedTrials"],
                       budget["activeDeadlineSeconds"], budget["maxGpuHours"], budget["maxCpuHours"]),
-        trial=TrialSpec(trial["retries"], trial["metricsPort"], trial["template"]),
+        trial=trial_spec(trial),
         metrics_source=MetricsSource(source["type"], source.get("url"), source.get("format"), source.get("filter"),
                                      source.get("stepMetric", DEFAULT_STEP_METRIC)),
         suspend=suspend,

@@ -104,11 +104,42 @@ class Budget:
     max_cpu_hours: float | None = None
 
 
+# The kinds `spec.trial.resource` may be, as (apiVersion, kind); the CRD and `ktune validate` list them.
+RESOURCE_KINDS = (("batch/v1", "Job"),)
+JOB_COMPLETION_MODES = ("NonIndexed", "Indexed")
+
+
+@dataclass(frozen=True)
+class TrialResource:
+    """A trial that is a Kubernetes resource of several pods (a `batch/v1` Job) instead of one pod.
+
+    `manifest` is the resource as written (apiVersion, kind, metadata, spec) with its defaults filled; its pod
+    template is also `TrialSpec.template`, so what reads a trial's pod (the contract env, the policy checks, the
+    local runner) reads the same template whichever the trial's kind.
+    """
+
+    api_version: str
+    kind: str
+    manifest: dict[str, Any]
+    pods: int
+    """How many pods run at once: the Job's parallelism (at most its completions)."""
+    indexed: bool = False
+    """completionMode Indexed: each pod gets JOB_COMPLETION_INDEX; index 0 is the metrics pod."""
+
+
 @dataclass(frozen=True)
 class TrialSpec:
     retries: int
     metrics_port: int
     template: dict[str, Any]
+    """The pod template: `spec.trial.template`, or the resource's pod template."""
+    resource: TrialResource | None = None
+    """None: each attempt is one pod made from `template`."""
+
+    @property
+    def pods(self) -> int:
+        """Pods one attempt runs at once (each requests what `template` requests)."""
+        return 1 if self.resource is None else self.resource.pods
 
 
 @dataclass(frozen=True)

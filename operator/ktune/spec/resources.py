@@ -44,10 +44,12 @@ def _requested(container: Mapping[str, Any], resource: str) -> float | None:
     return None
 
 
-def template_resources(template: Mapping[str, Any]) -> TrialResources:
-    """The GPUs and CPUs a trial's pod template requests (summed over its containers)."""
+def template_resources(template: Mapping[str, Any], pods: int = 1) -> TrialResources:
+    """The GPUs and CPUs a trial's pod template requests (summed over its containers), times the `pods` that run
+    it at once (a Job trial's parallelism: every pod of a distributed trial holds its GPUs the whole time)."""
     containers = (template.get("spec") or {}).get("containers") or []
     gpus = [_requested(container, GPU_RESOURCE) for container in containers]
     cpus = [_requested(container, "cpu") for container in containers]
     set_cpus = [cpu for cpu in cpus if cpu is not None]
-    return TrialResources(gpus=sum(gpu or 0.0 for gpu in gpus), cpus=sum(set_cpus) if set_cpus else DEFAULT_CPUS)
+    cpus_per_pod = sum(set_cpus) if set_cpus else DEFAULT_CPUS
+    return TrialResources(gpus=pods * sum(gpu or 0.0 for gpu in gpus), cpus=pods * cpus_per_pod)
