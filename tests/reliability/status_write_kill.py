@@ -16,6 +16,7 @@ import json
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.cluster.controlplane import Cluster
-from tests.operator.operator_harness import wait_for
+from tests.operator.operator_harness import OperatorProcess, wait_for
 
 DENIED = "ktune test: the operator was SIGKILLed before this first status write of a new Trial"
 
@@ -31,7 +32,9 @@ DENIED = "ktune test: the operator was SIGKILLed before this first status write 
 class StatusWriteKill:
     """The webhook's decisions; `arm(kill)` makes the next new Trial's first status write kill the operator."""
 
-    def __init__(self) -> None:
+    def __init__(self, journal: Path) -> None:
+        self.journal = journal
+        """One line per review and per decision, to read after a failed run."""
         self.lock = threading.Lock()
         self.reviews = 0
         """Admission reviews received (dry-run probes included): proof that the webhook is in force."""
@@ -46,11 +49,15 @@ class StatusWriteKill:
             self.kill, self.target = kill, None
             self.killed.clear()
 
-    def wait_killed(self, timeout: float) -> str:
+    def wait_killed(self, timeout: float, operator: OperatorProcess) -> str:
         """The Trial the armed kill happened at (the operator is dead by then)."""
-        if not self.killed.wait(timeout):
-            raise AssertionError(f"no new Trial had its first status write within {timeout:.0f}s of arming the kill")
+        wait_for(self.killed.is_set, timeout, f"a new Trial's first status write to kill the operator (webhook "
+                 f"journal: {self.journal.read_text()[-2000:] if self.journal.exists() else ''})", operator)
         return self.killed_at[-1]
+
+    def note(self, line: str) -> None:
+        with self.journal.open("a") as journal:
+            journal.write(f"{time.strftime('%H:%M:%S')} {line}\n")
 
     def review(self, request: dict[str, Any]) -> tuple[bool, str]:
         """Whether to allow this admission request, and the refusal message."""
@@ -59,6 +66,7 @@ class StatusWriteKill:
             if self.kill is None or request.get("dryRun"):
                 return True, ""
             name = request["name"] if request.get("name") else request["object"]["metadata"]["name"]
+            self.note(f"armed: {request['operation']} {name} {request.get('subResource') or ''}")
             if request["operation"] == "CREATE" and not request.get("subResource") and self.target is None:
                 self.target = name
                 return True, ""
@@ -66,7 +74,9 @@ class StatusWriteKill:
             if request.get("subResource") != "status" or name != self.target or not first_status:
                 return True, ""
             kill, self.kill = self.kill, None
+        self.note(f"killing the operator at {name}'s first status write")
         kill()  # outside the lock: SIGKILL and wait for the process to be gone, then refuse the write
+        self.note("killed")
         self.killed_at.append(name)
         self.killed.set()
         return False, DENIED
@@ -136,7 +146,7 @@ def _probe_trial(namespace: str) -> dict[str, Any]:
 @contextmanager
 def status_write_kill(cluster: Cluster, namespace: str, workdir: Path) -> Iterator[StatusWriteKill]:
     """The webhook registered for `namespace` and in force (a dry-run Trial create reached it); removed after."""
-    decider = StatusWriteKill()
+    decider = StatusWriteKill(workdir / "webhook.log")
     cert, key = _self_signed(workdir)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)

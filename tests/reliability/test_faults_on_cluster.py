@@ -115,7 +115,7 @@ def test_an_operator_sigkilled_ten_times_mid_job_runs_every_trial_exactly_once_a
         apply(cluster, job)
         for kill in range(KILLS):
             if kill % 2:  # armed before this incarnation started: it dies at its first new Trial
-                created = webhook.wait_killed(90)
+                created = webhook.wait_killed(90, operator)
                 assert not get(cluster, "trial", namespace, created).get("status"), f"{created} got a status"
             else:
                 wait_for(lambda kill=kill: operator.log().count("/killed: rebuilt the study") > kill, 90,
@@ -124,6 +124,8 @@ def test_an_operator_sigkilled_ten_times_mid_job_runs_every_trial_exactly_once_a
                 phase = (get(cluster, "tuningjob", namespace, "killed").get("status") or {}).get("phase")
                 assert phase not in ("Succeeded", "Failed"), f"the job finished after only {kill} kills"
                 operator.kill()
+                assert len(trials_of(cluster, namespace, "killed")) < case.trials, (
+                    f"every trial was created before kill {kill + 2}: the job is too short for the kills")
                 webhook.arm(operator.kill)
             for number, value in finished_values(cluster, namespace, "killed").items():
                 assert seen.setdefault(number, value) == value, f"trial {number}'s result changed"
