@@ -5,6 +5,7 @@ it for client authentication (`--client-ca-file`). The service-account key pair 
 bound tokens minted through the TokenRequest API.
 """
 
+import base64
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,3 +117,52 @@ def make_pki(directory: Path) -> Pki:
     sa_pub = directory / "sa.pub"
     _openssl("pkey", "-in", sa_key, "-pubout", "-out", sa_pub)
     return Pki(ca_cert, ca_key, serving, admin, controller_manager, sa_key, sa_pub)
+
+
+@dataclass(frozen=True)
+class WebhookPki:
+    """A webhook server's CA and serving certificate, laid out as cert-controller's Secret keys."""
+
+    ca_cert: Path
+    ca_key: Path
+    cert: Path
+    key: Path
+
+    def secret_data(self) -> dict[str, str]:
+        """The Secret's data (base64), keyed as cert-controller's rotator reads it (ca.crt, ca.key, tls.*)."""
+        paths = {"ca.crt": self.ca_cert, "ca.key": self.ca_key, "tls.crt": self.cert, "tls.key": self.key}
+        return {name: base64.b64encode(path.read_bytes()).decode() for name, path in paths.items()}
+
+
+def make_webhook_pki(directory: Path, ca_name: str, dns_name: str) -> WebhookPki:
+    """A CA and a serving certificate for a controller's webhook server, in a form its rotator keeps.
+
+    The controllers (cert-controller's rotator) regenerate a Secret unless: the CA verifies for the DNS
+    name ``ca_name``, the serving cert for ``dns_name`` (their Service's name), both stay valid 90 days
+    from now, and the keys are PKCS#1 RSA. The serving cert also names IP 127.0.0.1, because the test API
+    server calls the webhook by URL at the process's local port (there is no kube-proxy for a Service).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key = directory / "ca.key"
+    _openssl("genrsa", "-traditional", "-out", ca_key, "2048")
+    ca_cert = directory / "ca.crt"
+    _openssl(
+        "req", "-x509", "-new", "-key", ca_key, "-subj", f"/CN={ca_name}", "-days", "365", "-sha256",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+        "-addext", f"subjectAltName=DNS:{ca_name}",
+        "-out", ca_cert,
+    )  # fmt: skip
+    key = directory / "tls.key"
+    _openssl("genrsa", "-traditional", "-out", key, "2048")
+    csr, ext, cert = directory / "tls.csr", directory / "tls.ext", directory / "tls.crt"
+    ext.write_text(
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+        f"extendedKeyUsage=serverAuth\nsubjectAltName=DNS:{dns_name},IP:127.0.0.1\n"
+    )
+    _openssl("req", "-new", "-key", key, "-subj", f"/CN={dns_name}", "-out", csr)
+    _openssl(
+        "x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key, "-CAcreateserial", "-days", "365",
+        "-sha256", "-extfile", ext, "-out", cert,
+    )  # fmt: skip
+    return WebhookPki(ca_cert, ca_key, cert, key)

@@ -51,6 +51,7 @@ from kubernetes.client.rest import ApiException
 from ktune.contract import ENV_RESULT_PATH
 from ktune.local.expansion import expand, expand_env
 from tests.cluster.kubelet_logs import ContainerLogServer, spawn_logged
+from tests.cluster.pod_dns import PodDns
 
 log = logging.getLogger("node-agent")
 
@@ -159,6 +160,7 @@ class NodeAgent:
         self.restarting: dict[str, Running] = {}  # uid -> the exited process a restart follows
         self.started = now_rfc3339()
         self.logs = ContainerLogServer(workdir, self.locate_container)
+        self.dns = PodDns(api)
 
     # ---- node registration and heartbeats -------------------------------------------------------
     def node_object(self) -> dict:
@@ -342,6 +344,7 @@ class NodeAgent:
     def sync_all(self) -> None:
         for pod in list(self.pods.values()):
             self.sync(pod)
+        self.dns.refresh((r.pod, r.pod_dir) for r in self.running.values())
 
     def sync(self, pod: dict) -> None:
         uid = pod["metadata"]["uid"]
@@ -492,6 +495,7 @@ class NodeAgent:
         workdir = Path(container["workingDir"]) if container.get("workingDir") else pod_dir
         if not workdir.is_dir():
             workdir = pod_dir
+        argv = self.dns.wrap(pod, pod_dir, argv, env)
         try:
             process, drained = spawn_logged(argv, pod_dir, env=env, cwd=workdir)
         except OSError as error:
