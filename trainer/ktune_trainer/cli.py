@@ -2,6 +2,9 @@
 
 Exit codes: 0 done; 2 bad input (data, model, flags); 3 the loss became NaN/inf; 128 + signal
 number when stopped by SIGTERM (143) or SIGINT (130).
+``train`` runs distributed (DistributedDataParallel) when a launcher such as ``torchrun`` sets
+``WORLD_SIZE`` > 1: then a signal or a non-finite loss on any rank ends every rank with that exit code,
+and only rank 0 serves ``/metrics`` and writes the result.
 Every training flag left off the command line is read from ``KTUNE_PARAM_<FLAG>`` (for example
 ``--learning-rate`` from ``KTUNE_PARAM_LEARNING_RATE``), so a TuningJob may pass parameters
 either way. torch and transformers are imported only by the commands that need them.
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ktune_trainer.data import DataError, load_data, write_rows
+from ktune_trainer.distributed import LaunchError, Stopped, World, install_signal_handlers
 from ktune_trainer.report import ReportError, TrialReporter, param_env_name
 
 if TYPE_CHECKING:  # imports torch: only the commands that train import it at run time
@@ -29,14 +33,6 @@ EXIT_NON_FINITE = 3
 LOSS_CHOICES = ("pointwise-bce", "pointwise-mse", "listwise")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 DEFAULT_DATA = "synthetic:queries=400,seed=1"
-
-
-class Stopped(BaseException):
-    """Raised from the signal handler so that training stops at once, wherever it is."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
 
 
 def _stop(signum: int, _frame: object) -> None:
@@ -205,16 +201,20 @@ def run_make_data(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    world = World.from_env()
+    install_signal_handlers(world)  # main() restores the previous handlers
     reporter = TrialReporter.from_env()
     data = load_data(args.data)
     from ktune_trainer.training import train  # torch: after the cheap checks
 
-    reporter.start_server()
+    if world.is_main:
+        reporter.start_server()
     try:
-        result = train(training_config(args), data, reporter.report)
+        result = train(training_config(args), data, reporter.report, world)
     finally:
         reporter.stop_server()
-    print(reporter.write_result(result))
+    if world.is_main:
+        print(reporter.write_result(result))
     return 0
 
 
@@ -249,11 +249,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args)
-    except (DataError, ModelError, ReportError) as error:
+    except (DataError, LaunchError, ModelError, ReportError) as error:
         print(f"ktune-trainer {args.command}: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Stopped as stop:
-        print(f"ktune-trainer {args.command}: stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
+        where = "" if stop.rank is None else f" sent to rank {stop.rank}"
+        print(f"ktune-trainer {args.command}: stopped by {signal.Signals(stop.signum).name}{where}", file=sys.stderr)
         return 128 + stop.signum
     except Exception as error:
         return _known_failure(args.command, error)

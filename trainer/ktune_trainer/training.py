@@ -4,6 +4,11 @@ Steps (what ``ktune_trial_step`` means): without ``--eval-steps`` the model is e
 each epoch and the step is the epoch number (1, 2, ...), which lines up trials with different
 batch sizes for pruning. With ``--eval-steps N`` it is evaluated every N optimizer steps and at
 the end of each epoch, and the step is the global optimizer step.
+
+Distributed (``WORLD_SIZE`` > 1, see `ktune_trainer.distributed`): each epoch's shuffled queries are
+dealt out to the ranks (``order[rank::world_size]``), so a query's candidates stay together for the
+listwise loss; ``--batch-size`` stays the global batch (each rank takes ``ceil(batch_size / world_size)``
+pairs per step), so a trial's parameters mean the same at any world size. Only rank 0 evaluates.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from pathlib import Path
 
 import torch
 
-from ktune_trainer.data import QueryGroup, RankingData
+from ktune_trainer.data import DataError, QueryGroup, RankingData
+from ktune_trainer.distributed import Stopped, World
 from ktune_trainer.evaluation import (
     EncodedSplit,
+    LossFunction,
     collate,
     encode_split,
     evaluate,
@@ -130,23 +137,37 @@ def adamw(model: torch.nn.Module, learning_rate: float, weight_decay: float) -> 
     return torch.optim.AdamW(groups, lr=learning_rate)
 
 
-def training_batches(split: EncodedSplit, config: TrainingConfig, epoch: int) -> list[tuple[list[int], list[int]]]:
-    """(pair indices, query group sizes) per optimizer step.
+Batch = tuple[list[int], list[int]]
+"""The pair indices of one optimizer step and the sizes of the query groups they form."""
 
-    Pointwise: shuffled pairs, each its own group. Listwise: shuffled whole queries.
+
+def training_batches(split: EncodedSplit, config: TrainingConfig, epoch: int, world_size: int = 1) -> list[list[Batch]]:
+    """Every rank's batches of one epoch (``[rank][step]``), computed alike on every rank.
+
+    Pointwise: shuffled pairs, each its own group. Listwise: shuffled whole queries. With several
+    ranks the shuffled queries are dealt out first; a rank with fewer batches than another repeats
+    its own from the start, so that all ranks run the same number of steps (as DistributedSampler pads).
     """
     rng = random.Random(config.seed * 1_000_003 + epoch)
-    if config.loss == "listwise":
-        order = list(range(len(split.groups)))
+    budget = math.ceil(config.batch_size / world_size)
+    order = list(range(len(split.groups)))
+    if config.loss == "listwise" or world_size > 1:
         rng.shuffle(order)
-        return [
-            ([pair for group in batch for pair in split.group_slice(group)], [len(split.groups[g]) for g in batch])
-            for batch in group_batches(split, order, config.batch_size)
-        ]
-    pairs = list(range(len(split.features)))
-    rng.shuffle(pairs)
-    chunks = [pairs[start : start + config.batch_size] for start in range(0, len(pairs), config.batch_size)]
-    return [(chunk, [1] * len(chunk)) for chunk in chunks]
+    ranks: list[list[Batch]] = []
+    for rank in range(world_size):
+        groups = order[rank::world_size]
+        if config.loss == "listwise":
+            ranks.append([
+                ([pair for group in batch for pair in split.group_slice(group)], [len(split.groups[g]) for g in batch])
+                for batch in group_batches(split, groups, budget)
+            ])
+            continue
+        pairs = [pair for group in sorted(groups) for pair in split.group_slice(group)]
+        rng.shuffle(pairs)
+        ranks.append([(pairs[start : start + budget], [1] * len(pairs[start : start + budget]))
+                      for start in range(0, len(pairs), budget)])
+    steps = max(len(batches) for batches in ranks)
+    return [[batches[step % len(batches)] for step in range(steps)] for batches in ranks]
 
 
 def gain_scale(groups: Sequence[QueryGroup]) -> float:
@@ -162,77 +183,41 @@ def _format(metrics: Mapping[str, float]) -> str:
     return " ".join(f"{name}={value:.4f}" for name, value in metrics.items())
 
 
-def train(config: TrainingConfig, data: RankingData, report: Reporter) -> dict[str, float]:
-    """Fine-tunes the ranker, reporting validation metrics at each evaluation; returns the final result."""
+def train(config: TrainingConfig, data: RankingData, report: Reporter, world: World | None = None) -> dict[str, float]:
+    """Fine-tunes the ranker, reporting validation metrics at each evaluation; returns the final result.
+
+    With several ranks (`world`) only rank 0 evaluates, reports and returns a result; the others return {}.
+    """
+    world = world or World()
     started = time.monotonic()
-    log("config: " + " ".join(f"{name}={value}" for name, value in asdict(config).items()))
+    say = log if world.is_main else _quiet
+    say("config: " + " ".join(f"{name}={value}" for name, value in asdict(config).items()))
     seed_everything(config.seed)
-    device = resolve_device(config.device)
+    device = world.device(resolve_device(config.device))
     autocast = use_bf16(config, device)
     train_groups = capped_groups(data.split("train"), config.max_train_pairs, config.seed)
+    if len(train_groups) < world.size:
+        raise DataError(
+            f"{len(train_groups)} training queries cannot be dealt out to WORLD_SIZE={world.size} processes: "
+            "train on more queries (--data, --max-train-pairs) or start fewer processes"
+        )
     texts = [text for group in data.split("train") for text in (group.query, *group.product_texts)]
     ranker = build_ranker(config.model, texts, config.max_length, config.dropout)
     ranker.model.to(device)
+    if world.distributed:  # same initial weights everywhere (DDP broadcasts rank 0's), own dropout masks per rank
+        torch.manual_seed(config.seed * 1_000_003 + world.rank)
     train_split = encode_split(ranker, train_groups, config.max_length)
     validation = encode_split(ranker, data.split("validation"), config.max_length)
     loss = loss_function(config.loss, gain_scale(train_groups))
-    log(
+    say(
         f"model {ranker.source}: {ranker.parameter_count} parameters on {device.type}"
         f"{' (bf16)' if autocast else ''}; {len(train_split.features)} training pairs in {len(train_groups)} queries"
+        + (f"; rank {world.rank} of {world.size}" if world.distributed else "")
     )
-
-    optimizer = adamw(ranker.model, config.learning_rate, config.weight_decay)
-    steps_per_epoch = len(training_batches(train_split, config, 0))
-    total_steps = steps_per_epoch * config.epochs
-    scheduler = linear_schedule(optimizer, math.floor(config.warmup_ratio * total_steps), total_steps)
-
-    global_step, pairs_seen, train_seconds = 0, 0, 0.0
-    loss_sum, loss_batches = 0.0, 0
-    latest: dict[str, float] = {}
-    last_evaluated = -1
-
-    def evaluate_and_report(step: int) -> None:
-        nonlocal loss_sum, loss_batches, latest, last_evaluated
-        metrics = evaluate(ranker, validation, device, autocast, loss)
-        metrics["train_loss"] = loss_sum / max(1, loss_batches)
-        metrics["pairs_per_second"] = pairs_seen / max(train_seconds, 1e-9)
-        if not all(math.isfinite(value) for value in metrics.values()):
-            raise NonFiniteLoss(f"evaluation at step {step} produced non-finite values: {_format(metrics)}")
-        report(step, metrics)
-        log(f"step {step}: {_format(metrics)}")
-        latest, last_evaluated = metrics, global_step
-        loss_sum, loss_batches = 0.0, 0
-
-    for epoch in range(1, config.epochs + 1):
-        for batch, sizes in training_batches(train_split, config, epoch):
-            ranker.model.train()
-            tick = time.monotonic()
-            inputs = collate(ranker, train_split, batch, device)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
-                logits = ranker.model(**inputs).logits
-            batch_loss = loss(logits.float().squeeze(-1), train_split.gains[batch].to(device), sizes)
-            if not torch.isfinite(batch_loss):
-                raise NonFiniteLoss(
-                    f"training loss became {batch_loss.item()} at step {global_step + 1} (epoch {epoch}); "
-                    "lower --learning-rate or set --max-grad-norm"
-                )
-            batch_loss.backward()
-            if config.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(ranker.model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            train_seconds += time.monotonic() - tick
-            global_step += 1
-            pairs_seen += len(batch)
-            loss_sum += batch_loss.item()
-            loss_batches += 1
-            if config.eval_steps and global_step % config.eval_steps == 0:
-                evaluate_and_report(global_step)
-        if not config.eval_steps:
-            evaluate_and_report(epoch)
-        elif last_evaluated != global_step:
-            evaluate_and_report(global_step)
+    with world.collective(device):
+        latest = _fit(config, _Run(ranker, train_split, validation, loss, device, autocast, report, world))
+    if not world.is_main:
+        return {}
 
     test = encode_split(ranker, data.split("test"), config.max_length)
     test_metrics = evaluate(ranker, test, device, autocast, loss)
@@ -245,6 +230,104 @@ def train(config: TrainingConfig, data: RankingData, report: Reporter) -> dict[s
     result["model_parameters"] = ranker.parameter_count
     result["train_seconds"] = time.monotonic() - started
     return result
+
+
+def _quiet(_message: str) -> None:
+    """Ranks other than 0 keep their progress to themselves (rank 0 speaks for the run)."""
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What the training loop works on."""
+
+    ranker: Ranker
+    train_split: EncodedSplit
+    validation: EncodedSplit
+    loss: LossFunction
+    device: torch.device
+    autocast: bool
+    report: Reporter
+    world: World
+
+
+def _agree(run: _Run, problem: str | None, step: int) -> None:
+    """Ends every rank alike: a signal on any rank (Stopped), a non-finite value on any (NonFiniteLoss)."""
+    bad_rank, signum, signalled = run.world.agree(problem is not None, run.device)
+    if signum:
+        raise Stopped(signum, None if signalled == run.world.rank else signalled)
+    if problem is not None:
+        raise NonFiniteLoss(problem)
+    if bad_rank is not None:
+        raise NonFiniteLoss(
+            f"rank {bad_rank} met a non-finite loss or metric at step {step} (its log says which); "
+            "lower --learning-rate or set --max-grad-norm"
+        )
+
+
+def _fit(config: TrainingConfig, run: _Run) -> dict[str, float]:
+    """The training loop; returns the metrics of the last evaluation (rank 0; {} elsewhere)."""
+    ranker, world, device = run.ranker, run.world, run.device
+    module = world.wrap(ranker.model, device)
+    optimizer = adamw(ranker.model, config.learning_rate, config.weight_decay)
+    steps_per_epoch = len(training_batches(run.train_split, config, 0, world.size)[0])
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = linear_schedule(optimizer, math.floor(config.warmup_ratio * total_steps), total_steps)
+
+    global_step, pairs_seen, train_seconds = 0, 0, 0.0
+    loss_sum, loss_batches = 0.0, 0
+    latest: dict[str, float] = {}
+    last_evaluated = -1
+
+    def evaluate_and_report(step: int) -> None:
+        nonlocal loss_sum, loss_batches, latest, last_evaluated
+        problem = None
+        if world.is_main:
+            with world.interruptible():
+                metrics = evaluate(ranker, run.validation, device, run.autocast, run.loss)
+                metrics["train_loss"] = loss_sum / max(1, loss_batches)
+                metrics["pairs_per_second"] = pairs_seen / max(train_seconds, 1e-9)
+                if all(math.isfinite(value) for value in metrics.values()):
+                    run.report(step, metrics)
+                    log(f"step {step}: {_format(metrics)}")
+                    latest = metrics
+                else:
+                    problem = f"evaluation at step {step} produced non-finite values: {_format(metrics)}"
+        _agree(run, problem, step)
+        last_evaluated = global_step
+        loss_sum, loss_batches = 0.0, 0
+
+    for epoch in range(1, config.epochs + 1):
+        every_rank = training_batches(run.train_split, config, epoch, world.size)
+        for index, (batch, sizes) in enumerate(every_rank[world.rank]):
+            ranker.model.train()
+            tick = time.monotonic()
+            inputs = collate(ranker, run.train_split, batch, device)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=run.autocast):
+                logits = module(**inputs).logits
+            batch_loss = run.loss(logits.float().squeeze(-1), run.train_split.gains[batch].to(device), sizes)
+            finite = bool(torch.isfinite(batch_loss))
+            _agree(run, None if finite else (
+                f"training loss became {batch_loss.item()} at step {global_step + 1} (epoch {epoch}); "
+                "lower --learning-rate or set --max-grad-norm"
+            ), global_step + 1)
+            batch_loss.backward()
+            if config.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(ranker.model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            train_seconds += time.monotonic() - tick
+            global_step += 1
+            pairs_seen += sum(len(batches[index][0]) for batches in every_rank)
+            loss_sum += batch_loss.item()
+            loss_batches += 1
+            if config.eval_steps and global_step % config.eval_steps == 0:
+                evaluate_and_report(global_step)
+        if not config.eval_steps:
+            evaluate_and_report(epoch)
+        elif last_evaluated != global_step:
+            evaluate_and_report(global_step)
+    return latest
 
 
 def untrained_metrics(config: TrainingConfig, data: RankingData, split: str) -> dict[str, float]:
