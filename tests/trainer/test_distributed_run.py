@@ -122,7 +122,7 @@ def test_the_same_seed_gives_the_same_result_at_world_size_2_under_torchrun(
     first = json.loads(ranks[0].result.read_text())
     second = json.loads((tmp_path / "result.json").read_text())
     assert _comparable(second) == _comparable(first)
-    assert TIMING_KEYS < set(first)
+    assert set(first) > TIMING_KEYS
 
 
 def test_sigterm_to_one_rank_ends_both_with_exit_143(tmp_path: Path, easy_data: str):  # noqa: F811
