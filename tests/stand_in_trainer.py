@@ -4,7 +4,8 @@ It reads its parameter `x` (from `--x` or `KTUNE_PARAM_X`), serves
 `ktune_trial_metric{metric=...}` and `ktune_trial_step` on KTUNE_METRICS_HOST:KTUNE_METRICS_PORT,
 reports `score = 1 - (x - 0.3)**2` scaled by progress (step / steps) for `--steps` steps with a
 short sleep between them, so that a bad `x` is behind a good one at every step (median pruning
-stops it), and finally writes `{score, loss, test_score}` as JSON to KTUNE_RESULT_PATH.
+stops it), and finally writes `{score, loss, test_score}` as JSON to KTUNE_RESULT_PATH (with
+`completion_index` in a pod of an Indexed Job, from JOB_COMPLETION_INDEX).
 Flags make it fail, crash, ignore SIGTERM or report NaN, for the runner's failure paths.
 
 Run it as `python tests/stand_in_trainer.py --steps 4 ...`.
@@ -95,6 +96,8 @@ def main(argv: list[str]) -> int:
         text = "not json {" if args.junk_result else json.dumps(
             {args.metric: float("nan") if args.nan else final, "loss": 1.0 - final, "test_score": final - 0.01}
         )
+        if "JOB_COMPLETION_INDEX" in os.environ and not args.junk_result:  # a pod of a Job trial: which one wrote
+            text = json.dumps({**json.loads(text), "completion_index": float(os.environ["JOB_COMPLETION_INDEX"])})
         Path(result_path).write_text(text)
     log_event(args.launch_log, "end", number, attempt, x)
     return 0

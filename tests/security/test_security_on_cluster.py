@@ -138,6 +138,9 @@ def test_the_operator_without_any_one_rule_of_its_cluster_role_is_forbidden_some
         if "pods/log" in resources:  # needed only by jobs whose metrics come from their logs; reads them while it runs
             job["spec"]["metricsSource"] = {"type": "logs"}
             job["spec"]["trial"]["template"]["spec"]["containers"][0]["args"] = ["--steps", "2", "--step-seconds", "60"]
+        if "jobs" in resources:  # needed only by jobs whose trials are batch/v1 Jobs (spec.trial.resource)
+            job["spec"]["trial"]["resource"] = {"apiVersion": "batch/v1", "kind": "Job",
+                                                "spec": {"template": job["spec"]["trial"].pop("template")}}
         apply(cluster, job)
         user = f"system:serviceaccount:{OPERATOR_NAMESPACE}:ktune-minus-{removed}"
         # A rule may grant several resources; whichever of them the operator needs first is refused first.

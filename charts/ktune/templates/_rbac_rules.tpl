@@ -30,6 +30,10 @@ hold the same rules.
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+# spec.trial.resource: each attempt of a Job trial is a batch/v1 Job; its pods' changes wake the job.
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [list, watch, create, delete]
 {{- end }}
 
 {{- define "ktune.leaderElectionRules" -}}

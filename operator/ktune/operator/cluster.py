@@ -20,6 +20,7 @@ from ktune import contract
 JOBS = f"/apis/{contract.API_GROUP}/{contract.API_VERSION}/namespaces/{{ns}}/{contract.TUNINGJOB_PLURAL}"
 TRIALS = f"/apis/{contract.API_GROUP}/{contract.API_VERSION}/namespaces/{{ns}}/{contract.TRIAL_PLURAL}"
 PODS = "/api/v1/namespaces/{ns}/pods"
+BATCH_JOBS = "/apis/batch/v1/namespaces/{ns}/jobs"
 EVENTS = "/api/v1/namespaces/{ns}/events"
 EVENT_SOURCE = "ktune-operator"
 LIST_PAGE_SIZE = 500  # objects per LIST page: a job with thousands of trials is read in bounded chunks
@@ -74,6 +75,9 @@ class Cluster(Protocol):
     def patch_job_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
     def emit_event(self, regarding: Mapping[str, Any], type_: str, reason: str, message: str) -> None: ...
     def read_pod_log(self, namespace: str, name: str, query: Mapping[str, str], timeout: float) -> str: ...
+    def list_trial_jobs(self, namespace: str, tuningjob: str) -> list[dict[str, Any]]: ...
+    def create_trial_job(self, namespace: str, job: Mapping[str, Any]) -> dict[str, Any]: ...
+    def delete_trial_job(self, namespace: str, name: str) -> None: ...
 
 
 def _seconds(retry_after: str | None) -> float:
@@ -217,6 +221,22 @@ class KubeCluster:
         query = {"gracePeriodSeconds": str(grace_seconds)} if grace_seconds is not None else None
         try:
             self.request("DELETE", f"{PODS.format(ns=namespace)}/{name}", query)
+        except ApiError as error:
+            if error.status != 404:
+                raise
+
+    def list_trial_jobs(self, namespace: str, tuningjob: str) -> list[dict[str, Any]]:
+        """The job's trial `batch/v1` Jobs (trials of `spec.trial.resource`)."""
+        return self.list_all(BATCH_JOBS.format(ns=namespace), job_selector(tuningjob))
+
+    def create_trial_job(self, namespace: str, job: Mapping[str, Any]) -> dict[str, Any]:
+        return self.request("POST", BATCH_JOBS.format(ns=namespace), body=dict(job))
+
+    def delete_trial_job(self, namespace: str, name: str) -> None:
+        """Delete a trial's Job with foreground propagation (404 is fine): the Job stays, Terminating, until every
+        pod of it is gone, so a stopped trial's GPUs are all free once the Job is."""
+        try:
+            self.request("DELETE", f"{BATCH_JOBS.format(ns=namespace)}/{name}", {"propagationPolicy": "Foreground"})
         except ApiError as error:
             if error.status != 404:
                 raise

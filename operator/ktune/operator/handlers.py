@@ -34,6 +34,7 @@ import kopf
 from ktune import contract
 from ktune.operator.cluster import AlreadyExists, Conflict, KubeCluster
 from ktune.operator.election import LeaseElection, NotLeading, exit_on_lost_lease
+from ktune.operator.job_backend import trial_job_milestone
 from ktune.operator.pod_cache import PodCache
 from ktune.operator.reconcile import JobReconciler
 from ktune.operator.settings import OperatorSettings
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 FINALIZER = f"{contract.API_GROUP}/operator"
 LEASE_NAME = "ktune-operator"
 POD_RESOURCE = ("v1", "pods")
+TRIAL_JOB_RESOURCE = ("batch", "v1", "jobs")
 TRIAL_RESOURCE = (contract.API_GROUP, contract.API_VERSION, contract.TRIAL_PLURAL)
 TUNINGJOB_RESOURCE = (contract.API_GROUP, contract.API_VERSION, contract.TUNINGJOB_PLURAL)
 # How often kopf looks again at a deleted job whose daemon is still finishing a pass (it exits right after).
@@ -91,6 +93,7 @@ def build_registry(settings: OperatorSettings, cluster: PodCache, telemetry: Tel
     wakeups = JobWakeups()
     pod_milestones = Milestones(FIRST_POD_MILESTONE)
     trial_milestones = Milestones(FIRST_TRIAL_MILESTONE)
+    job_milestones = Milestones(trial_job_milestone({"metadata": {}}))
     job_label = {contract.LABEL_TUNINGJOB: kopf.PRESENT}
 
     @kopf.on.login(registry=registry)
@@ -103,6 +106,7 @@ def build_registry(settings: OperatorSettings, cluster: PodCache, telemetry: Tel
         settings.posting.enabled = False  # our own Events say what happened; kopf's would repeat it per pass
         settings.scanning.disabled = True  # no need to read CustomResourceDefinitions (and no RBAC for it)
         settings.watching.label_selectors[POD_RESOURCE] = contract.LABEL_TUNINGJOB  # only ktune's pods, server-side
+        settings.watching.label_selectors[TRIAL_JOB_RESOURCE] = contract.LABEL_TUNINGJOB  # only trial Jobs
 
     operator_settings = settings
 
@@ -119,6 +123,13 @@ def build_registry(settings: OperatorSettings, cluster: PodCache, telemetry: Tel
         deleted_here = cluster.deleted_here(namespace or "", job, body["metadata"]["name"])
         if pod_milestones.changed(type, body["metadata"]["uid"], pod_milestone(body, deleted_here)):
             wakeups.wake(namespace or "", job)
+
+    @kopf.on.event(*TRIAL_JOB_RESOURCE, labels=job_label, registry=registry)
+    async def wake_on_trial_job(type: str | None, namespace: str | None, labels: Mapping[str, str], body: kopf.Body,
+                                **_: Any) -> None:
+        # A Job trial's outcome is its Job's Complete or Failed condition, set after its pods' last events.
+        if job_milestones.changed(type, body["metadata"]["uid"], trial_job_milestone(body)):
+            wakeups.wake(namespace or "", labels[contract.LABEL_TUNINGJOB])
 
     @kopf.on.event(*TRIAL_RESOURCE, labels=job_label, registry=registry)
     async def wake_on_trial(type: str | None, namespace: str | None, labels: Mapping[str, str], body: kopf.Body,

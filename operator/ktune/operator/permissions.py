@@ -35,10 +35,12 @@ OPERATOR_RULES: tuple[Rule, ...] = (
     Rule(("",), ("pods/log",), ("get",),
          why="metricsSource type logs: read the trial container's log for its metrics (no sidecar)."),
     Rule(("",), ("events",), ("create",)),
+    Rule(("batch",), ("jobs",), ("list", "watch", "create", "delete"),
+         why="spec.trial.resource: each attempt of a Job trial is a batch/v1 Job; its pods' changes wake the job."),
 )
 """What the operator may do in the namespaces it watches: a ClusterRole when it watches all of them.
-Nothing else: no Secrets, no ConfigMaps, no reads beyond its own kinds and the pods it starts (their logs
-included, for `metricsSource: {type: logs}`)."""
+Nothing else: no Secrets, no ConfigMaps, no reads beyond its own kinds and the pods and Jobs it starts (their
+logs included, for `metricsSource: {type: logs}`)."""
 
 LEADER_ELECTION_RULES: tuple[Rule, ...] = (
     Rule(("coordination.k8s.io",), ("leases",), ("get", "create", "update")),

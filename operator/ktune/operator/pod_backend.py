@@ -86,12 +86,12 @@ class PodBackend:
             return Observation(Phase.GONE, reason="PodDeleted", message="the trial's pod was deleted")
         phase = (pod.get("status") or {}).get("phase")
         if phase == "Succeeded":
-            message = _termination_message(pod)
+            message = termination_message(pod)
             if not message.strip() and self.final_result is not None:
                 return Observation(Phase.SUCCEEDED, result=self.final_result(pod), result_source="the container's log")
             return Observation(Phase.SUCCEEDED, result=message or None, result_source="termination message")
         if phase == "Failed":
-            reason, message = _failure_of(pod)
+            reason, message = failure_of(pod)
             return Observation(Phase.FAILED, reason=reason, message=message)
         if pod["metadata"].get("deletionTimestamp"):
             node = (pod.get("spec") or {}).get("nodeName") or "no node"
@@ -99,7 +99,7 @@ class PodBackend:
                                since=epoch(pod["metadata"]["deletionTimestamp"]))
         if phase == "Running":
             return Observation(Phase.RUNNING)
-        return _pending(pod)
+        return pending_observation(pod)
 
     def scrape(self, number: int, attempt: int, cursor: object | None) -> Scraped:
         pod = self._pod(number, attempt)
@@ -172,7 +172,7 @@ def pod_finished_at(pod: Mapping[str, Any]) -> float | None:
     return max(known) if known else epoch(pod["metadata"].get("creationTimestamp"))
 
 
-def _pending(pod: Mapping[str, Any]) -> Observation:
+def pending_observation(pod: Mapping[str, Any]) -> Observation:
     """A pod not running yet, with what it waits for when that could last (its image, a node)."""
     since = epoch(pod["metadata"].get("creationTimestamp"))
     pod_status = pod.get("status") or {}
@@ -197,12 +197,12 @@ def _trainer_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     return {}
 
 
-def _termination_message(pod: Mapping[str, Any]) -> str:
+def termination_message(pod: Mapping[str, Any]) -> str:
     terminated = (_trainer_status(pod).get("state") or {}).get("terminated") or {}
     return terminated.get("message") or ""
 
 
-def _failure_of(pod: Mapping[str, Any]) -> tuple[str, str]:
+def failure_of(pod: Mapping[str, Any]) -> tuple[str, str]:
     """(reason, message) of a failed pod: the trainer container's reason (OOMKilled, Error), else the pod's."""
     terminated = (_trainer_status(pod).get("state") or {}).get("terminated") or {}
     pod_status = pod.get("status") or {}

@@ -31,6 +31,7 @@ from ktune.algorithms import load_tuningjob
 from ktune.engine import JOB_STOPPED, TRIAL_DELETED, Engine, TrialRecord, TrialState
 from ktune.engine.warm_start import ImportedTrials
 from ktune.operator.cluster import Cluster
+from ktune.operator.job_backend import JobBackend, job_controlled, job_finished
 from ktune.operator.ownership import Ownership
 from ktune.operator.pod_backend import (
     PodBackend,
@@ -42,13 +43,14 @@ from ktune.operator.pod_backend import (
 )
 from ktune.operator.pod_logs import PodLogMetrics
 from ktune.operator.pod_policy import forbidden_fields
-from ktune.operator.pods import pod_attempt, trial_name
+from ktune.operator.pods import controller_uid, pod_attempt, trial_name
 from ktune.operator.settings import OperatorSettings
 from ktune.operator.status_writer import ACCEPTED_SPEC_FIELD, JobProgress, StatusWriter
 from ktune.operator.trial_objects import TrialObjects
 from ktune.operator.trials import epoch, record_from_trial, trial_attempts, trial_status
 from ktune.operator.warm_start_sources import WarmStartSources, cross_namespace_problems
 from ktune.spec import SpecError, TuningJob
+from ktune.trials.backend import Backend
 from ktune.trials.driver import DriverSettings, TrialDriver
 
 log = logging.getLogger(__name__)
@@ -109,15 +111,21 @@ class JobReconciler:
             return
         state = self._state(body, job, now)
         namespace = _namespace(body)
-        pods = {pod["metadata"]["name"]: pod for pod in self.cluster.list_pods(namespace, job.name)}
+        listed = self.cluster.list_pods(namespace, job.name)
+        pods = {pod["metadata"]["name"]: pod for pod in listed if not job_controlled(pod)}
         self._delete_stray_pods(body, state, pods, now)
         logs = PodLogMetrics(self.cluster, job, namespace, self.settings.scrape_timeout_seconds)
         read = direct_or_prometheus(job, namespace, self.settings.scrape_timeout_seconds, self.scrape,
                                     self.query_prometheus, logs.read)
         state.trials.body = body
-        backend = PodBackend(self.cluster, job, namespace, pods, state.trials.owners, read,
-                             delete_succeeded=self.settings.delete_succeeded_pods,
-                             final_result=logs.final_result if job.spec.metrics_source.type == "logs" else None)
+        final_result = logs.final_result if job.spec.metrics_source.type == "logs" else None
+        backend: Backend
+        if job.spec.trial.resource is None:
+            backend = PodBackend(self.cluster, job, namespace, pods, state.trials.owners, read,
+                                 delete_succeeded=self.settings.delete_succeeded_pods, final_result=final_result)
+        else:
+            backend = JobBackend(self.cluster, job, namespace, self.cluster.list_trial_jobs(namespace, job.name),
+                                 listed, state.trials.owners, read, self.settings.delete_succeeded_pods, final_result)
         decision = state.driver.advance(backend, now, launch=not job.spec.suspend)
         if state.driver.conflict:
             self.state = None
@@ -195,9 +203,18 @@ class JobReconciler:
             self.cluster.patch_trial_status(namespace, trial["metadata"]["name"], status,
                                             trial["metadata"].get("resourceVersion"))
         owners = {int(trial["spec"]["number"]): trial for trial in trials}
-        for _, pod in self.ownership.pods(body, owners, self.cluster.list_pods(namespace, name)).values():
+        pods = [pod for pod in self.cluster.list_pods(namespace, name) if not job_controlled(pod)]
+        for _, pod in self.ownership.pods(body, owners, pods).values():
             if not pod_finished(pod) and not pod["metadata"].get("deletionTimestamp"):
                 self.cluster.delete_pod(namespace, pod["metadata"]["name"])
+        trial_spec = (body.get("spec") or {}).get("trial")
+        if isinstance(trial_spec, Mapping) and "resource" in trial_spec:
+            # The trials' Jobs still running (finished ones stay for their pods' logs), with all their pods.
+            uids = {trial["metadata"]["uid"] for trial in trials}
+            for trial_job in self.cluster.list_trial_jobs(namespace, name):
+                if (controller_uid(trial_job) in uids and not job_finished(trial_job)
+                        and not trial_job["metadata"].get("deletionTimestamp")):
+                    self.cluster.delete_trial_job(namespace, trial_job["metadata"]["name"])
 
     # ---- the engine and live trials ---------------------------------------------------------------
 
@@ -223,7 +240,8 @@ class JobReconciler:
         owners = {trial["spec"]["number"]: trial for trial in trials}
         trial_objects = TrialObjects(self.cluster, self.settings, engine, owners)
         driver = TrialDriver(engine, self._driver_settings(), trial_objects)
-        pods = self.ownership.pods(body, owners, self.cluster.list_pods(_namespace(body), job.name))
+        pods = self.ownership.pods(body, owners, [pod for pod in self.cluster.list_pods(_namespace(body), job.name)
+                                                  if not job_controlled(pod)])
         for trial in trials:
             record = records[trial["spec"]["number"]]
             if record.state != TrialState.RUNNING:

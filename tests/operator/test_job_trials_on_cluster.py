@@ -1,0 +1,103 @@
+"""Trials that are Indexed Jobs (`spec.trial.resource`) on the real control plane: kube-controller-manager's Job
+controller runs each trial's two pods through the node agent; the operator reads index 0's metrics and result,
+deletes a pruned trial's Job with every pod of it, and counts both pods' hours."""
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cluster.controlplane import Cluster
+from tests.cluster.waiting import wait_until
+from tests.operator.operator_harness import (
+    OperatorProcess,
+    apply,
+    get,
+    stand_in_job,
+    trials_of,
+    wait_finished,
+)
+
+pytestmark = pytest.mark.cluster
+
+CPU_PER_POD = 0.25
+
+
+def indexed_job(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+    """The stand-in trainer's TuningJob with each trial an Indexed Job of two pods (0.25 CPU each)."""
+    job = stand_in_job(name, namespace, **spec)
+    template = job["spec"]["trial"].pop("template")
+    template["spec"]["containers"][0]["resources"] = {"requests": {"cpu": str(CPU_PER_POD)}}
+    job["spec"]["trial"]["resource"] = {"apiVersion": "batch/v1", "kind": "Job", "spec": {
+        "completionMode": "Indexed", "completions": 2, "parallelism": 2, "template": template}}
+    return job
+
+
+def seconds(trial: dict[str, Any]) -> float:
+    times = [datetime.fromisoformat(trial["status"][key].replace("Z", "+00:00")) for key in ("startTime", "finishTime")]
+    return (times[1] - times[0]).total_seconds()
+
+
+def test_indexed_job_trials_succeed_from_index_0_a_pruned_one_loses_every_pod_and_hours_count_both_pods(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, tmp_path: Path
+):
+    launches = tmp_path / "launches.log"
+    # x = 1.5 scores below zero at every step: the threshold pruner stops that trial from index 0's metrics.
+    job = indexed_job(
+        "indexed", namespace,
+        parameters=[{"name": "x", "type": "categorical", "choices": [0.3, 1.5]}],
+        args=["--steps", "8", "--step-seconds", "0.6", "--launch-log", str(launches)],
+        sampler={"name": "grid", "seed": 1},
+        pruner={"name": "threshold", "options": {"lower": 0.0, "n_warmup_steps": 1}},
+        budget={"maxTrials": 2, "parallelism": 2},
+    )
+    apply(cluster, job)
+    finished = wait_finished(cluster, namespace, "indexed", 240, operator)
+    assert finished["status"]["phase"] == "Succeeded", finished["status"]
+    trials = {t["spec"]["params"]["x"]: t for t in trials_of(cluster, namespace, "indexed").values()}
+    kept, pruned = trials[0.3], trials[1.5]
+
+    assert kept["status"]["state"] == "Succeeded"
+    assert kept["status"]["metrics"]["completion_index"] == 0.0, "the result is index 0's termination message"
+    assert kept["status"]["value"] == pytest.approx(1.0)
+    assert pruned["status"]["state"] == "Pruned" and pruned["status"]["reason"] == "PrunedByPruner"
+    assert pruned["status"]["intermediate"] and all(p["value"] < 0 for p in pruned["status"]["intermediate"])
+
+    # Every trial ran as two pods (one per index), each with the contract's variables.
+    starts = [line.split() for line in launches.read_text().splitlines() if line.startswith("start ")]
+    assert sorted(number for _, number, _, _ in starts) == ["0", "0", "1", "1"]
+
+    def trial_leftovers(number: int) -> list[str]:
+        selector = f"ktune.dev/tuningjob=indexed,ktune.dev/trial={number}"
+        jobs = get(cluster, "jobs", namespace, selector=selector)["items"]
+        pods = get(cluster, "pods", namespace, selector=selector)["items"]
+        return [f"{item['kind']} {item['metadata']['name']}" for item in jobs + pods]
+
+    # The pruned trial's Job was deleted in the foreground, with both its pods; the succeeded one once its result
+    # was recorded (delete_succeeded_pods, the default).
+    for trial in (pruned, kept):
+        number = trial["spec"]["number"]
+        wait_until(lambda number=number: not trial_leftovers(number), f"trial {number}'s Job and pods to be gone",
+                   timeout=90)
+
+    # Hours count both pods of each trial: 2 x 0.25 CPU for as long as the trial ran (times have 1 s precision).
+    expected = sum(seconds(trial) for trial in trials.values()) * 2 * CPU_PER_POD / 3600
+    assert finished["status"]["cpuHoursUsed"] == pytest.approx(expected, rel=0.25)
+
+
+def test_a_job_trial_whose_pod_fails_fails_with_the_jobs_reason_and_is_retried_as_a_new_job(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, tmp_path: Path
+):
+    job = indexed_job("failing", namespace, retries=1, budget={"maxTrials": 1, "parallelism": 1},
+                      args=["--steps", "1", "--step-seconds", "0.2", "--fail-above", "-1"])
+    apply(cluster, job)
+    finished = wait_finished(cluster, namespace, "failing", 180, operator)
+    trial = trials_of(cluster, namespace, "failing")[0]
+    assert finished["status"]["phase"] == "Failed"
+    assert trial["status"]["state"] == "Failed" and trial["status"]["attempts"] == 2
+    # The Job controller's reason (backoffLimit 0: the first failed pod fails the Job), and the pod's exit code.
+    assert trial["status"]["reason"] == "BackoffLimitExceeded", trial["status"]
+    assert "exit code 1" in trial["status"]["message"]
+    names = sorted(item["metadata"]["name"] for item in get(cluster, "jobs", namespace)["items"])
+    assert names == ["failing-0-1", "failing-0-2"], "each attempt is a Job of its own, kept for its pods' logs"
