@@ -3,6 +3,11 @@
 What the trial lifecycle (`ktune.trials.driver`) needs of a backend, for processes: launch one with
 the contract's environment, say whether it runs or how it ended, scrape its `/metrics` page, stop it
 (SIGTERM, then SIGKILL once its grace period is over, as the kubelet would).
+
+A Job trial runs one process per pod (`ktune.local.distributed`): rank 0 is the attempt's process above (its
+metrics, its result); the other ranks are its `workers`, started, stopped and killed with it. The attempt
+succeeds when every rank exited 0 and fails at the first rank that did not (the others are then stopped, as
+the Job controller stops a failed Job's pods).
 """
 
 import signal
@@ -11,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ktune.engine import TrialRecord
+from ktune.local.distributed import distributed_env, local_pods
 from ktune.local.log_file import LogFileMetrics
 from ktune.local.processes import (
     LOCAL_METRICS_HOST,
@@ -24,6 +30,7 @@ from ktune.local.processes import (
 )
 from ktune.local.run_directory import RunDirectory
 from ktune.metrics import Scraped, metrics_url, scrape
+from ktune.spec import TrialSpec
 from ktune.trials.backend import LaunchRefused, Observation, Phase
 from ktune.trials.environment import contract_env
 
@@ -34,8 +41,12 @@ class ProcessBackend:
     """Trial attempts as local processes (one at a time per trial)."""
 
     def __init__(self, job_name: str, container: LocalContainer, directory: RunDirectory, grace_period: float,
-                 logs: LogFileMetrics | None = None):
-        """`logs`: read metrics from each process's output (`metricsSource: logs`) instead of its `/metrics`."""
+                 logs: LogFileMetrics | None = None, trial: TrialSpec | None = None):
+        """`logs`: read metrics from each process's output (`metricsSource: logs`) instead of its `/metrics`;
+        `trial`: the job's trial, for a Job trial's processes (None: one process per attempt)."""
+        self.trial = trial
+        self.pods = local_pods(trial) if trial is not None else 1
+        self.workers: dict[int, list[TrialProcess]] = {}  # trial number -> its current attempt's ranks 1..
         self.logs = logs
         self.job_name = job_name
         self.container = container
@@ -44,21 +55,39 @@ class ProcessBackend:
         self.processes: dict[int, TrialProcess] = {}  # trial number -> its current attempt
 
     def launch(self, record: TrialRecord, attempt: int) -> None:
+        master_port = self._free_port()
+        ranks: list[TrialProcess] = []
+        try:
+            for rank in range(self.pods):
+                ranks.append(self._start(record, attempt, rank, master_port))
+        except LaunchRefused:
+            for started in ranks:  # a distributed run is all its ranks or none
+                started.kill()
+                started.close()
+            raise
+        self.processes[record.number] = ranks[0]
+        self.workers[record.number] = ranks[1:]
+
+    def _start(self, record: TrialRecord, attempt: int, rank: int, master_port: int) -> TrialProcess:
+        """Rank `rank` of the attempt (rank 0: the only one of a pod trial), with its own metrics port and files."""
         trial_dir = self.directory.trial_dir(record.number)
+        suffix = f"-{rank}" if rank else ""
         port = self._free_port()
-        contract_vars = local_trial_env(contract_env(self.job_name, record.number, record.params), port,
-                                        trial_dir / "result.json")
+        result_path = trial_dir / f"result{suffix}.json"
+        contract_vars = local_trial_env(contract_env(self.job_name, record.number, record.params), port, result_path)
         variables = trial_variables(self.container, contract_vars)
+        if self.trial is not None:
+            variables.update(distributed_env(self.trial, rank, master_port))
         argv = trial_argv(self.container, variables)
-        process = TrialProcess(record.number, attempt, port, trial_dir / "result.json", trial_dir / "log.txt")
+        process = TrialProcess(record.number, attempt, port, result_path, trial_dir / f"log{suffix}.txt")
         try:
             process.start(argv, process_environment(variables), cwd=Path.cwd())
         except OSError as error:
             raise LaunchRefused("Error", f"cannot run {argv[0]!r}: {error}") from None
-        self.processes[record.number] = process
+        return process
 
     def _free_port(self) -> int:
-        taken = {process.port for process in self.processes.values()}
+        taken = {process.port for process in self._every_process()}
         port = free_port()
         while port in taken:
             port = free_port()
@@ -68,11 +97,20 @@ class ProcessBackend:
         process = self.processes.get(number)
         if process is None or process.attempt != attempt:
             return Observation(Phase.GONE, reason="Error", message="the trial's process is gone")
-        process.kill_if_overdue(self.grace_period)
+        workers = self.workers.get(number, [])
+        for each in (process, *workers):
+            each.kill_if_overdue(self.grace_period)
         exit_code = process.exit_code()
-        if exit_code is None:
+        for rank, worker in enumerate(workers, start=1):
+            worker_code = worker.exit_code()
+            if worker_code not in (None, 0) and exit_code in (None, 0):
+                self._terminate(number)
+                return Observation(Phase.FAILED, reason="Error",
+                                   message=f"rank {rank}: {exit_message(worker_code, worker.log_tail())}")
+        if exit_code is None or (exit_code == 0 and any(w.exit_code() is None for w in workers)):
             return Observation(Phase.RUNNING)
         if exit_code != 0:
+            self._terminate(number)
             return Observation(Phase.FAILED, reason="Error", message=exit_message(exit_code, process.log_tail()))
         try:
             result: str | None = process.result_path.read_text()
@@ -94,33 +132,44 @@ class ProcessBackend:
     def stop(self, number: int, attempt: int, grace_seconds: float | None) -> None:
         if grace_seconds is not None:
             self.grace_period = grace_seconds
-        self.processes[number].terminate()
+        self._terminate(number)
+
+    def _terminate(self, number: int) -> None:
+        for process in (self.processes[number], *self.workers.get(number, [])):
+            process.terminate()
 
     def delete(self, number: int, attempt: int, *, force: bool = False) -> None:
-        self.processes[number].kill()
+        for process in (self.processes[number], *self.workers.get(number, [])):
+            process.kill()
 
     def release(self, number: int, attempt: int) -> None:
         process = self.processes.get(number)
         if process is not None and process.attempt == attempt:
-            process.close()
+            for each in (process, *self.workers.pop(number, [])):
+                each.close()
             del self.processes[number]
+
+    def _every_process(self) -> list[TrialProcess]:
+        return [*self.processes.values(), *(worker for workers in self.workers.values() for worker in workers)]
 
     def shutdown(self, hurry: Callable[[], bool]) -> None:
         """Stop every process: SIGTERM, then SIGKILL after the grace period, or as soon as `hurry()` says so
         (a second Ctrl-C)."""
-        for process in self.processes.values():
+        running = self._every_process()
+        for process in running:
             process.terminate()
         deadline = time.time() + self.grace_period
-        while self.processes and time.time() < deadline and not hurry():
-            for number, process in list(self.processes.items()):
+        while running and time.time() < deadline and not hurry():
+            for process in list(running):
                 if process.wait(timeout=0.1) is not None:
                     process.close()
-                    del self.processes[number]
-        for process in self.processes.values():
+                    running.remove(process)
+        for process in running:
             process.kill()
             process.wait(timeout=5.0)
             process.close()
         self.processes.clear()
+        self.workers.clear()
 
 
 def exit_message(exit_code: int, log_tail: str) -> str:

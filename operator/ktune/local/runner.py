@@ -96,7 +96,8 @@ class LocalRunner:
         container: LocalContainer = local_container(self.spec.trial.template)
         require_command_on_path(container)
         self.directory = RunDirectory(options.output_dir)
-        self.backend = ProcessBackend(job.name, container, self.directory, options.grace_period, self._log_metrics())
+        self.backend = ProcessBackend(job.name, container, self.directory, options.grace_period, self._log_metrics(),
+                                      self.spec.trial)
         self._attempt_counts: dict[int, int] = {}
         self._interrupts = 0
 
