@@ -8,11 +8,15 @@
 - `node_agent` (session): one test node, "ktune-node-0" (8 cpu, 32Gi, 2 nvidia.com/gpu), that runs pods'
   first containers as local processes (see tests/cluster/node_agent.py). None on an existing cluster,
   whose own nodes run the pods.
+- `training_operator` / `kueue` (session): Kubeflow's training-operator / Kueue, built from their pinned Go
+  modules by tests/cluster/build-controllers, with their real CRDs and webhooks (tests/cluster/controllers.py).
+  None on an existing cluster, which must run them itself.
 - `namespace` (function): a fresh namespace whose `default` ServiceAccount exists (pods can be created
   at once); deleted after the test.
 
 Logs: <pytest basetemp>/cluster0/logs/{etcd,kube-apiserver,kube-controller-manager}.log and
-<basetemp>/cluster0/nodes/<node>/agent.log, pods/<ns>_<pod>_<uid>/container.log (`--basetemp=DIR` pins it).
+<basetemp>/cluster0/nodes/<node>/agent.log, pods/<ns>_<pod>_<uid>/container.log, and
+<basetemp>/cluster0/controllers/{training-operator,kueue}/*.log (`--basetemp=DIR` pins it).
 """
 
 import os
@@ -24,6 +28,7 @@ from pathlib import Path
 import kubernetes
 import pytest
 
+from tests.cluster.controllers import ControllerProcess, start_kueue, start_training_operator
 from tests.cluster.controlplane import Cluster, ControlPlane, NodeAgentProcess, binary_dir
 
 EXISTING_CLUSTER_ENV = "KTUNE_TEST_KUBECONFIG"
@@ -66,6 +71,26 @@ def node_agent(cluster: Cluster) -> Iterator[NodeAgentProcess | None]:
     agent = cluster.start_node_agent("ktune-node-0", cpu="8", memory="32Gi", gpus=2)
     yield agent
     agent.stop()
+
+
+@pytest.fixture(scope="session")
+def training_operator(cluster: Cluster) -> Iterator[ControllerProcess | None]:
+    if cluster.control_plane is None:
+        yield None
+        return
+    controller = start_training_operator(cluster)
+    yield controller
+    controller.stop()
+
+
+@pytest.fixture(scope="session")
+def kueue(cluster: Cluster) -> Iterator[ControllerProcess | None]:
+    if cluster.control_plane is None:
+        yield None
+        return
+    controller = start_kueue(cluster)
+    yield controller
+    controller.stop()
 
 
 @pytest.fixture
