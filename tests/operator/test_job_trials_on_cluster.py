@@ -2,6 +2,7 @@
 controller runs each trial's two pods through the node agent; the operator reads index 0's metrics and result,
 deletes a pruned trial's Job with every pod of it, and counts both pods' hours."""
 
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -101,3 +102,19 @@ def test_a_job_trial_whose_pod_fails_fails_with_the_jobs_reason_and_is_retried_a
     assert "exit code 1" in trial["status"]["message"]
     names = sorted(item["metadata"]["name"] for item in get(cluster, "jobs", namespace)["items"])
     assert names == ["failing-0-1", "failing-0-2"], "each attempt is a Job of its own, kept for its pods' logs"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob"},
+     "unsupported kind: a trial resource is one of: batch/v1 Job"),
+    ({"spec": {"parallelism": 0, "template": {}}}, "spec.trial.resource.spec.parallelism: Invalid value: 0"),
+    ({"spec": {"completionMode": "Indexed"}}, "spec.trial.resource.spec.template: Required value"),
+])
+def test_the_api_server_refuses_a_bad_trial_resource_with_the_reason(cluster: Cluster, operator_kubeconfig: Path,
+                                                                     namespace: str, change: dict[str, Any],
+                                                                     message: str):
+    """The CRD's own rules (`operator_kubeconfig` installs it), before any operator sees the job."""
+    job = indexed_job("refused", namespace)
+    job["spec"]["trial"]["resource"].update(change)
+    result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(job), check=False)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
