@@ -83,3 +83,31 @@ def check_two_users(cluster: Cluster, namespace: str) -> None:
     labelled = cluster.kubectl("label", "tuningjob", "allowed", "-n", namespace, "team=search",
                                f"--kubeconfig={job_only}", check=False)
     assert labelled.returncode == 0, labelled.stderr
+
+
+def test_an_author_who_may_create_pods_but_not_jobs_is_refused_a_tuningjob_whose_trials_are_jobs(
+    cluster: Cluster, operator_kubeconfig: Path, namespace: str
+):
+    job_rights = {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create"]}
+    pod_runner = user_with(cluster, namespace, "pod-runner", [JOB_RIGHTS, POD_RIGHTS])
+    job_runner = user_with(cluster, namespace, "job-runner", [JOB_RIGHTS, POD_RIGHTS, job_rights])
+    for user, resource in ((pod_runner, "pods"), (job_runner, "jobs.batch")):
+        wait_until(lambda user=user, resource=resource: cluster.kubectl(
+            "auth", "can-i", "create", resource, "-n", namespace, f"--kubeconfig={user}", check=False,
+        ).stdout.strip() == "yes", f"RBAC to let {user.stem} create {resource}", timeout=60)
+    job_trial = stand_in_job("job-trial", namespace)
+    job_trial["spec"]["trial"]["resource"] = {"apiVersion": "batch/v1", "kind": "Job",
+                                              "spec": {"template": job_trial["spec"]["trial"].pop("template")}}
+    cluster.kubectl("apply", "-f", str(POLICY))
+    try:
+        wait_until(lambda: apply_as(cluster, pod_runner, job_trial, dry_run=True).returncode != 0,
+                   "the admission policy to refuse a Job trial to a user who may not create Jobs", timeout=60)
+        refused = apply_as(cluster, pod_runner, job_trial)
+        assert refused.returncode != 0
+        assert (f"spec.trial.resource: the trials of this TuningJob are Jobs: system:serviceaccount:{namespace}:"
+                f"pod-runner may not create jobs (batch) in namespace {namespace}") in refused.stderr, refused.stderr
+        assert apply_as(cluster, pod_runner, stand_in_job("pod-trial", namespace)).returncode == 0
+        allowed = apply_as(cluster, job_runner, job_trial)
+        assert allowed.returncode == 0, allowed.stderr
+    finally:
+        cluster.kubectl("delete", "-f", str(POLICY))

@@ -54,7 +54,8 @@ ADMISSION_POLICY_WHY = (
     "Only someone who may create Pods in a namespace may create or change a TuningJob there: the operator "
     "creates the trial pods (under the ServiceAccount the job names in spec.trial.template.spec.serviceAccountName, "
     "default the namespace's `default`), so without this check a TuningJob would let its author run pods they "
-    "could not run themselves. A job warm-starting from TuningJobs in other namespaces (spec.warmStart.from) "
+    "could not run themselves; a job whose trials are Jobs (spec.trial.resource) needs create on "
+    "Jobs the same way. A job warm-starting from TuningJobs in other namespaces (spec.warmStart.from) "
     "reads their Trials with the operator's rights, so its author must be allowed to get TuningJobs and list "
     "Trials in each of those namespaces. It checks creations and changes of a job's spec, not the operator's or "
     "the garbage collector's metadata updates. Needs Kubernetes 1.30+ (admissionregistration.k8s.io/v1)."
@@ -98,6 +99,15 @@ ADMISSION_POLICY_SPEC: dict[str, Any] = {
                              ".map(s, s['namespace'] + '/' + s.name).join(', ') + '), so may not warm-start from "
                              "them (remove those, or ask for get on tuningjobs and list on trials in their "
                              "namespaces)'",
+        "reason": "Forbidden",
+    }, {
+        # A Job trial (spec.trial.resource) is a batch/v1 Job the operator creates: its author must be allowed to.
+        "expression": "!has(object.spec.trial) || !has(object.spec.trial.resource) || authorizer.group('batch')"
+                      ".resource('jobs').namespace(object.metadata.namespace).check('create').allowed()",
+        "messageExpression": "'spec.trial.resource: the trials of this TuningJob are Jobs: ' + "
+                             "request.userInfo.username + ' may not create jobs (batch) in namespace ' + "
+                             "object.metadata.namespace + ', so may not create or change such TuningJobs there "
+                             "(ask for create on jobs in that namespace, or use spec.trial.template)'",
         "reason": "Forbidden",
     }],
 }
