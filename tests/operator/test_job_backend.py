@@ -172,3 +172,33 @@ def test_a_job_that_becomes_invalid_deletes_its_running_trials_jobs_in_the_foreg
     test.tick(NOW + 1)
     assert cluster.deleted_jobs == ["job-0-1"]
     assert cluster.trials["job-0"]["status"]["state"] == "Failed"
+
+
+def test_a_job_whose_metrics_pod_never_appears_fails_after_the_unschedulable_timeout_and_is_deleted():
+    test, cluster = harness(max_trials=1, parallelism=1)
+    created = 1_767_225_600.0  # the fake's creationTimestamp of every Job, 2026-01-01T00:00:00Z
+    test.tick(created)
+    timeout = test.reconciler.settings.unschedulable_timeout_seconds
+    test.tick(created + timeout - 1)
+    assert test.trial_states() == {"job-0": "Running"} and cluster.deleted_jobs == []
+    test.tick(created + timeout + 1)
+    trial = cluster.trials["job-0"]["status"]
+    assert (trial["state"], trial["reason"]) == ("Failed", "NoMetricsPod")
+    assert "job-0-1 has no running pod with completion index 0" in trial["message"]
+    assert cluster.deleted_jobs == ["job-0-1"]
+
+
+def test_index_0_done_while_another_index_runs_waits_for_the_jobs_verdict_without_scraping_or_timing_out():
+    scraped: list[str] = []
+    test, cluster = harness(max_trials=1, parallelism=1)
+    test.scrape = lambda url, timeout: scraped.append(url)  # type: ignore[assignment, return-value]
+    test.reconciler = test.fresh_reconciler()
+    test.tick()
+    first, _ = cluster.start_job_pods("job-0-1")
+    cluster.pods[first]["status"] = {"phase": "Succeeded", "containerStatuses": [{"name": "t", "state": {
+        "terminated": {"exitCode": 0, "message": json.dumps({"score": 0.5})}}}]}
+    test.tick(NOW + 10 * test.reconciler.settings.metrics_unavailable_timeout_seconds)
+    assert test.trial_states() == {"job-0": "Running"} and scraped == []
+    cluster.set_condition("job-0-1", "Complete")
+    test.tick(NOW + 20 * test.reconciler.settings.metrics_unavailable_timeout_seconds)
+    assert cluster.trials["job-0"]["status"]["value"] == 0.5

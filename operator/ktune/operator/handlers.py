@@ -63,7 +63,7 @@ TUNINGJOB_RESOURCE = (contract.API_GROUP, contract.API_VERSION, contract.TUNINGJ
 DAEMON_EXIT_POLLING_SECONDS = 0.5
 # The Cluster calls whose failures ktune_api_errors_total counts (list_pods: the pod cache's rare confirming LIST).
 API_OPERATIONS = ("list_trials", "create_trial", "patch_trial_status", "list_pods", "create_pod", "delete_pod",
-                  "patch_job_status", "emit_event")
+                  "patch_job_status", "emit_event", "list_trial_jobs", "create_trial_job", "delete_trial_job")
 
 
 @dataclass(frozen=True)

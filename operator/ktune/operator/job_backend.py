@@ -166,9 +166,19 @@ class JobBackend:
         pod = self.metrics_pod(trial_job)
         if pod is not None and (pod.get("status") or {}).get("phase") == "Running":
             return Observation(Phase.RUNNING)
-        if pod is not None and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+        if pod is not None and (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            # Index 0 ended, the Job has not: its other pods still run, or its controller has yet to write the
+            # verdict. Nothing more to scrape, nothing to time out: the Job's condition decides.
+            return Observation(Phase.PENDING, message=f"pod {pod['metadata']['name']} (index 0) ended; waiting for "
+                                                      f"Job {metadata['name']}'s verdict")
+        if pod is not None:
             return pending_observation(pod)
-        return Observation(Phase.PENDING, since=epoch(metadata.get("creationTimestamp")))
+        # No metrics pod yet: bounded like a pod no node takes (a quota or an admission webhook can keep the Job
+        # controller from creating it for ever), so the attempt fails after `unschedulable_timeout_seconds`.
+        return Observation(Phase.PENDING, reason="NoMetricsPod", waiting_for="node",
+                           since=epoch(metadata.get("creationTimestamp")),
+                           message=f"Job {metadata['name']} has no running pod with completion index 0 (see its "
+                                   "events: a quota or an admission policy may refuse its pods)")
 
     def _succeeded(self, trial_job: Mapping[str, Any]) -> Observation:
         pod = self.metrics_pod(trial_job)
