@@ -130,3 +130,10 @@ def test_gpu_and_cpu_hours_count_every_pod_of_the_trial() -> None:
         usages.append(engine.budget_usage(HOUR))
     assert (usages[0].gpu_hours, usages[0].cpu_hours) == pytest.approx((2.0, 1.0))
     assert (usages[1].gpu_hours, usages[1].cpu_hours) == pytest.approx((1.0, 0.5))
+
+
+def test_resources_that_are_not_a_mapping_are_a_problem_of_the_hour_budget_not_a_crash() -> None:
+    raw = indexed()
+    job_spec(raw)["template"]["spec"]["containers"][0]["resources"] = 1
+    assert problems(raw) == ["spec.trial.resource.spec.template.spec.containers: resources: a container's resources "
+                             "must be a mapping (got int) (needed to account spec.budget's hours)"]

@@ -37,8 +37,12 @@ def quantity(value: Any) -> float:
 
 def _requested(container: Mapping[str, Any], resource: str) -> float | None:
     resources = container.get("resources") or {}
+    if not isinstance(resources, Mapping):
+        raise ValueError(f"a container's resources must be a mapping (got {type(resources).__name__})")
     for kind in ("requests", "limits"):
         amounts = resources.get(kind) or {}
+        if not isinstance(amounts, Mapping):
+            raise ValueError(f"resources.{kind} must be a mapping (got {type(amounts).__name__})")
         if resource in amounts:
             return quantity(amounts[resource])
     return None
