@@ -104,6 +104,32 @@ def test_a_job_trial_whose_pod_fails_fails_with_the_jobs_reason_and_is_retried_a
     assert names == ["failing-0-1", "failing-0-2"], "each attempt is a Job of its own, kept for its pods' logs"
 
 
+def test_an_operator_sigkilled_while_job_trials_run_adopts_their_jobs_and_runs_each_trial_once(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, tmp_path: Path
+):
+    launches = tmp_path / "launches.log"
+    job = indexed_job("restart", namespace, budget={"maxTrials": 4, "parallelism": 2},
+                      args=["--steps", "4", "--step-seconds", "0.6", "--launch-log", str(launches)])
+    apply(cluster, job)
+
+    def both_indexes_of_two_trials_started() -> bool:
+        starts = [line for line in launches.read_text().splitlines() if line.startswith("start ")] \
+            if launches.exists() else []
+        return len(starts) >= 4
+
+    wait_until(both_indexes_of_two_trials_started, "two Job trials to run both their pods", timeout=120)
+    operator.kill()
+    operator.start()
+    finished = wait_finished(cluster, namespace, "restart", 240, operator)
+    assert finished["status"]["phase"] == "Succeeded", finished["status"]
+    trials = trials_of(cluster, namespace, "restart")
+    assert sorted(trials) == [0, 1, 2, 3]
+    assert all(t["status"]["state"] == "Succeeded" and t["status"]["attempts"] == 1 for t in trials.values())
+    assert all(t["status"]["metrics"]["completion_index"] == 0.0 for t in trials.values())
+    starts = sorted(line.split()[1] for line in launches.read_text().splitlines() if line.startswith("start "))
+    assert starts == ["0", "0", "1", "1", "2", "2", "3", "3"], "each trial's Job ran its 2 pods once"
+
+
 @pytest.mark.parametrize("change, message", [
     ({"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob"},
      "unsupported kind: a trial resource is one of: batch/v1 Job"),
