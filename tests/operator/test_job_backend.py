@@ -202,3 +202,21 @@ def test_index_0_done_while_another_index_runs_waits_for_the_jobs_verdict_withou
     cluster.set_condition("job-0-1", "Complete")
     test.tick(NOW + 20 * test.reconciler.settings.metrics_unavailable_timeout_seconds)
     assert cluster.trials["job-0"]["status"]["value"] == 0.5
+
+
+def test_a_stopped_trials_job_left_running_by_a_crash_is_deleted_and_a_failed_one_only_after_the_retention():
+    test, cluster = harness(max_trials=2, parallelism=2)
+    test.tick()
+    for name in ("job-0-1", "job-1-1"):
+        cluster.start_job_pods(name)
+    # A crash between writing trial 0's outcome (pruned) and deleting its Job; trial 1's Job failed just now.
+    cluster.patch_trial_status("ns", "job-0", {"state": "Pruned", "reason": "PrunedByPruner", "values": [0.1],
+                                               "finishTime": "2027-01-15T08:00:00Z"})
+    cluster.set_condition("job-1-1", "Failed", "BackoffLimitExceeded", "backoff limit")
+    cluster.trial_jobs["job-1-1"]["status"]["conditions"][0]["lastTransitionTime"] = "2027-01-15T08:00:00Z"
+    test.reconciler = test.fresh_reconciler()
+    test.tick(NOW + 10)  # NOW is 2027-01-15T08:00:00Z: 10 s after both
+    assert cluster.deleted_jobs == ["job-0-1"], "the stray running Job goes; the failed one stays for its logs"
+    retention = test.reconciler.settings.failed_pod_retention_seconds
+    test.tick(NOW + retention + 1)
+    assert sorted(cluster.deleted_jobs) == ["job-0-1", "job-1-1"]

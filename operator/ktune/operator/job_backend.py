@@ -30,6 +30,7 @@ from ktune.operator.pods import (
     ATTEMPT_ANNOTATION,
     controller_uid,
     owner_reference,
+    pod_attempt,
     trial_labels,
     trial_pod_manifest,
     trial_pod_name,
@@ -131,6 +132,25 @@ class JobBackend:
             first = [pod for pod in pods if (pod["metadata"].get("labels") or {}).get(COMPLETION_INDEX_LABEL) == "0"]
             return first[-1] if first else None
         return pods[0] if pods else None
+
+    def delete_strays(self, held: Mapping[int, int], now: float, failed_retention_seconds: float) -> None:
+        """Delete the trials' Jobs no live attempt holds (`held`: trial number -> attempt), as the reconciler does
+        with stray pods: a running one (a stopped trial's, left by a crash between writing its outcome and deleting
+        it), a Complete one (when succeeded ones go), a Failed one once `failed_retention_seconds` passed."""
+        numbers = {owner["metadata"]["uid"]: number for number, owner in self.owners.items()}
+        for trial_job in self.jobs.values():
+            metadata = trial_job["metadata"]
+            number = numbers.get(controller_uid(trial_job) or "")
+            if number is None or metadata.get("deletionTimestamp") or held.get(number) == pod_attempt(trial_job):
+                continue
+            failed = condition(trial_job, "Failed")
+            if failed is not None:
+                ended = epoch(failed.get("lastTransitionTime")) or epoch(metadata.get("creationTimestamp")) or now
+                if now - ended < failed_retention_seconds:
+                    continue
+            elif condition(trial_job, "Complete") is not None and not self.delete_succeeded:
+                continue
+            self.cluster.delete_trial_job(self.namespace, metadata["name"])
 
     def launch(self, record: TrialRecord, attempt: int) -> None:
         manifest = trial_job_manifest(self.job, record.number, record.params, attempt, self.owners[record.number])

@@ -126,6 +126,7 @@ class JobReconciler:
         else:
             backend = JobBackend(self.cluster, job, namespace, self.cluster.list_trial_jobs(namespace, job.name),
                                  listed, state.trials.owners, read, self.settings.delete_succeeded_pods, final_result)
+            backend.delete_strays(state.driver.live_attempts(), now, self.settings.failed_pod_retention_seconds)
         decision = state.driver.advance(backend, now, launch=not job.spec.suspend)
         if state.driver.conflict:
             self.state = None
