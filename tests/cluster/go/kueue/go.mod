@@ -1,5 +1,5 @@
 // Builds Kueue's controller manager from its pinned module for the test environment.
-// The pin lives in tests/cluster/versions.env; tests/cluster/build-controllers checks it.
+// The pin lives in tests/cluster/controllers.env; tests/cluster/build-controllers checks it.
 module ktune.test/testenv/kueue
 
 go 1.25.0

@@ -1,5 +1,5 @@
 // Builds Kubeflow's training-operator (PyTorchJob, TFJob, ... controllers) from its pinned module for the
-// test environment. The pin lives in tests/cluster/versions.env; tests/cluster/build-controllers checks it.
+// test environment. The pin lives in tests/cluster/controllers.env; tests/cluster/build-controllers checks it.
 module ktune.test/testenv/training-operator
 
 go 1.22
