@@ -125,7 +125,8 @@ def test_the_same_seed_gives_the_same_result_at_world_size_2_under_torchrun(
     assert set(first) > TIMING_KEYS
 
 
-def test_sigterm_to_one_rank_ends_both_with_exit_143(tmp_path: Path, easy_data: str):  # noqa: F811
+@pytest.mark.parametrize("signalled", [1, 0])
+def test_sigterm_to_one_rank_ends_both_with_exit_143(tmp_path: Path, easy_data: str, signalled: int):  # noqa: F811
     ranks = _launch(tmp_path, [[*_quick(easy_data), "--epochs", "50", "--eval-steps", "2"]] * 2)
     try:
         deadline = time.monotonic() + 300
@@ -135,12 +136,13 @@ def test_sigterm_to_one_rank_ends_both_with_exit_143(tmp_path: Path, easy_data: 
             step = samples.get(("ktune_trial_step", None), 0.0) if samples else 0.0
             time.sleep(0.2)
         assert step >= 2, "the ranks did not get into training: " + ranks[0].stderr.read_text()[-2000:]
-        ranks[1].process.send_signal(signal.SIGTERM)
+        ranks[signalled].process.send_signal(signal.SIGTERM)
     finally:
         codes = _wait_all(ranks, timeout=60)
     assert codes == [143, 143]
-    assert ranks[0].last_error_line() == "ktune-trainer train: stopped by SIGTERM sent to rank 1"
-    assert ranks[1].last_error_line() == "ktune-trainer train: stopped by SIGTERM"
+    other = 1 - signalled
+    assert ranks[signalled].last_error_line() == "ktune-trainer train: stopped by SIGTERM"
+    assert ranks[other].last_error_line() == f"ktune-trainer train: stopped by SIGTERM sent to rank {signalled}"
     assert not ranks[0].result.exists() and not ranks[1].result.exists()
 
 

@@ -12,6 +12,9 @@ the ranks all-reduce ``[non-finite rank + 1, signal number]`` with MAX; every ra
 same reason. The main rank's evaluation is the one long stretch without a collective, so the signal
 handler raises there at once and the main rank carries the signal to the next agreement.
 
+A rank that dies without a word (SIGKILL, OOM) leaves the others waiting in a collective until
+PyTorch's timeout; the launcher stops them first (torchrun does; a PyTorchJob fails or restarts them).
+
 torch is imported by the functions that need it: the CLI imports this module for `Stopped` alone.
 """
 
@@ -22,7 +25,6 @@ import signal
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -33,9 +35,6 @@ ENV_RANK = "RANK"
 ENV_LOCAL_RANK = "LOCAL_RANK"
 ENV_MASTER_ADDR = "MASTER_ADDR"
 ENV_MASTER_PORT = "MASTER_PORT"
-# How long a rank waits in a collective for the others (PyTorch's default is 30 minutes). Ranks run
-# the same steps, so a long wait means a rank has died; the launcher then stops the rest in any case.
-COLLECTIVE_TIMEOUT = timedelta(minutes=10)
 
 
 class Stopped(BaseException):
@@ -128,7 +127,7 @@ class World:
         import torch.distributed as dist
 
         self._backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(self._backend, rank=self.rank, world_size=self.size, timeout=COLLECTIVE_TIMEOUT)
+        dist.init_process_group(self._backend, rank=self.rank, world_size=self.size)
         self._deferring = True
         try:
             yield

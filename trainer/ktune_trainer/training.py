@@ -201,6 +201,30 @@ def train(config: TrainingConfig, data: RankingData, report: Reporter, world: Wo
             f"{len(train_groups)} training queries cannot be dealt out to WORLD_SIZE={world.size} processes: "
             "train on more queries (--data, --max-train-pairs) or start fewer processes"
         )
+    # The process group starts first, so that a signal during the set-up still ends every rank alike.
+    with world.collective(device):
+        ranker, latest = _set_up_and_fit(config, data, train_groups, report, world, device, autocast)
+    if not world.is_main:
+        return {}
+
+    test = encode_split(ranker, data.split("test"), config.max_length)
+    test_metrics = evaluate(ranker, test, device, autocast, loss_function(config.loss, gain_scale(train_groups)))
+    log(f"test: {_format(test_metrics)}")
+    if config.output_dir is not None:
+        save_ranker(ranker, config.output_dir)
+        log(f"saved model and tokenizer to {config.output_dir}")
+    result = dict(latest)
+    result.update({f"test_{name}": test_metrics[name] for name in METRIC_NAMES})
+    result["model_parameters"] = ranker.parameter_count
+    result["train_seconds"] = time.monotonic() - started
+    return result
+
+
+def _set_up_and_fit(
+    config: TrainingConfig, data: RankingData, train_groups: tuple[QueryGroup, ...], report: Reporter, world: World,
+    device: torch.device, autocast: bool,
+) -> tuple[Ranker, dict[str, float]]:
+    say = log if world.is_main else _quiet
     texts = [text for group in data.split("train") for text in (group.query, *group.product_texts)]
     ranker = build_ranker(config.model, texts, config.max_length, config.dropout)
     ranker.model.to(device)
@@ -214,22 +238,7 @@ def train(config: TrainingConfig, data: RankingData, report: Reporter, world: Wo
         f"{' (bf16)' if autocast else ''}; {len(train_split.features)} training pairs in {len(train_groups)} queries"
         + (f"; rank {world.rank} of {world.size}" if world.distributed else "")
     )
-    with world.collective(device):
-        latest = _fit(config, _Run(ranker, train_split, validation, loss, device, autocast, report, world))
-    if not world.is_main:
-        return {}
-
-    test = encode_split(ranker, data.split("test"), config.max_length)
-    test_metrics = evaluate(ranker, test, device, autocast, loss)
-    log(f"test: {_format(test_metrics)}")
-    if config.output_dir is not None:
-        save_ranker(ranker, config.output_dir)
-        log(f"saved model and tokenizer to {config.output_dir}")
-    result = dict(latest)
-    result.update({f"test_{name}": test_metrics[name] for name in METRIC_NAMES})
-    result["model_parameters"] = ranker.parameter_count
-    result["train_seconds"] = time.monotonic() - started
-    return result
+    return ranker, _fit(config, _Run(ranker, train_split, validation, loss, device, autocast, report, world))
 
 
 def _quiet(_message: str) -> None:
