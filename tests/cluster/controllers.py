@@ -1,6 +1,6 @@
 """Real third-party controllers against the test control plane: Kubeflow's training-operator and Kueue.
 
-Each is built from its pinned Go module by `tests/cluster/build-controllers` (pins in versions.env) and runs
+Each is built from its pinned Go module by `tests/cluster/build-controllers` (pins in controllers.env) and runs
 here as a local process with the admin kubeconfig, after this module installs what its Deployment's
 manifests would: its own CRDs (read from the module's source in the Go module cache, not copied), a
 namespace, its webhook configurations and its webhook-certificate Secret. What differs from a cluster:
@@ -15,10 +15,13 @@ namespace, its webhook configurations and its webhook-certificate Secret. What d
 - RBAC: the processes act as cluster admin (the controllers' ClusterRoles are not exercised).
 """
 
+import contextlib
 import json
 import os
+import ssl
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -99,15 +102,23 @@ class ControllerProcess:
         return ControlPlaneError(f"{self.name} {what}; log {self.log} ends with:\n{processes.log_tail(self.log)}")
 
 
+# libyaml where PyYAML has it: the CRDs are megabytes of YAML, minutes for the pure-Python parser on 2 busy cores.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def load_yaml_files(paths: Iterable[Path]) -> list[dict]:
-    return [doc for path in sorted(paths) for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return [doc for path in sorted(paths) for doc in yaml.load_all(path.read_text(), Loader=_Loader) if doc]
 
 
-def apply(cluster: Cluster, docs: list[dict]) -> None:
+def apply(cluster: Cluster, docs: list[dict] | None = None, files: Iterable[Path] = ()) -> None:
     """Server-side apply (the CRDs are too big for the client-side last-applied annotation)."""
+    sources = [arg for path in sorted(files) for arg in ("-f", str(path))]
+    if docs:
+        sources += ["-f", "-"]
     cluster.kubectl(
-        "apply", "--server-side", "--force-conflicts", "--field-manager=ktune-tests", "-f", "-",
-        input=yaml.safe_dump_all(docs), timeout=120,
+        "apply", "--server-side", "--force-conflicts", "--field-manager=ktune-tests", *sources,
+        input=yaml.dump_all(docs, Dumper=_Dumper) if docs else None, timeout=300,
     )  # fmt: skip
 
 
@@ -143,20 +154,32 @@ def ensure_namespace(cluster: Cluster, name: str) -> None:
     cluster.kubectl("create", "namespace", name, check=False)
 
 
-def wait_ready(controller: ControllerProcess, readyz: str, timeout: float = STARTUP_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
+def wait_ready(controller: ControllerProcess, readyz: str, webhook_port: int, ca: Path) -> None:
+    """Wait until /readyz answers 200 and the webhook server answers TLS with the certificate made here.
+
+    Both: Kueue first runs a bootstrap manager for its certificates that already serves the probe address but
+    no webhooks, so /readyz alone can pass before anything answers the API server's webhook calls.
+    """
+    context = ssl.create_default_context(cafile=str(ca))
+    deadline = time.monotonic() + STARTUP_TIMEOUT
     last = "no answer yet"
     while time.monotonic() < deadline:
         if controller.process.poll() is not None:
             raise controller.failure(f"exited with code {controller.process.returncode} during startup")
         try:
             with urllib.request.urlopen(readyz, timeout=5) as answer:
-                if answer.status == 200:
-                    return
+                ready = answer.status == 200
+            # Any HTTP answer (404 for "/") over verified TLS means the webhook server is serving.
+            with contextlib.suppress(urllib.error.HTTPError):
+                urllib.request.urlopen(f"https://127.0.0.1:{webhook_port}/", timeout=5, context=context).close()
+            if ready:
+                return
         except OSError as error:
             last = str(error)
         time.sleep(1)
-    raise controller.failure(f"not ready at {readyz} after {timeout:.0f} s (last: {last})")
+    raise controller.failure(
+        f"not ready at {readyz} and webhook port {webhook_port} after {STARTUP_TIMEOUT:.0f} s (last: {last})"
+    )
 
 
 def delete_webhook_configurations(cluster: Cluster, configs: list[dict]) -> None:
@@ -169,7 +192,7 @@ def start_training_operator(cluster: Cluster) -> ControllerProcess:
     binary, source = TRAINING_OPERATOR.bin_path(), TRAINING_OPERATOR.source_dir()
     workdir = cluster.workdir / "controllers" / "training-operator"
     ensure_namespace(cluster, TRAINING_OPERATOR_NAMESPACE)
-    apply(cluster, load_yaml_files((source / "manifests/base/crds").glob("kubeflow.org_*.yaml")))
+    apply(cluster, files=(source / "manifests/base/crds").glob("kubeflow.org_*.yaml"))
     pki = certs.make_webhook_pki(
         workdir / "pki", "training-operator-ca", f"training-operator.{TRAINING_OPERATOR_NAMESPACE}.svc"
     )
@@ -206,7 +229,7 @@ def start_training_operator(cluster: Cluster) -> ControllerProcess:
         lambda: delete_webhook_configurations(cluster, configs),
     )
     try:
-        wait_ready(controller, f"http://127.0.0.1:{probe_port}/readyz")
+        wait_ready(controller, f"http://127.0.0.1:{probe_port}/readyz", webhook_port, pki.ca_cert)
     except BaseException:
         controller.stop()
         raise
@@ -266,7 +289,9 @@ def start_kueue(cluster: Cluster) -> ControllerProcess:
     }
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    argv = [str(binary), f"--config={config_path}", f"--visibility-server-port={free_port()}"]
+    # The on-demand visibility API is an aggregated API server whose delegated authentication needs in-cluster
+    # credentials (a pod's ServiceAccount token and the kubernetes Service); the tests do not use it.
+    argv = [str(binary), f"--config={config_path}", "--feature-gates=VisibilityOnDemand=false"]
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
     log = workdir / "kueue.log"
     controller = ControllerProcess(
@@ -276,7 +301,7 @@ def start_kueue(cluster: Cluster) -> ControllerProcess:
         lambda: delete_webhook_configurations(cluster, configs),
     )
     try:
-        wait_ready(controller, f"http://127.0.0.1:{probe_port}/readyz")
+        wait_ready(controller, f"http://127.0.0.1:{probe_port}/readyz", webhook_port, pki.ca_cert)
     except BaseException:
         controller.stop()
         raise
