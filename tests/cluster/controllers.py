@@ -18,6 +18,7 @@ namespace, its webhook configurations and its webhook-certificate Secret. What d
 import contextlib
 import json
 import os
+import shutil
 import ssl
 import subprocess
 import time
@@ -65,20 +66,21 @@ class Controller:
 
     def source_dir(self) -> Path:
         """The module's source in the Go module cache (downloaded if needed), for its manifests."""
+        go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin")  # where build-controllers looks
+        if go is None:
+            raise ControlPlaneError(f"go is not on PATH: {self.name}'s CRDs are read from its Go module's source")
+        module_dir = CLUSTER_DIR / "go" / self.name
         env = {**os.environ, "GOFLAGS": "-mod=readonly"}
-        out = subprocess.run(
-            ["go", "list", "-m", "-json", self.module],
-            cwd=CLUSTER_DIR / "go" / self.name,
-            capture_output=True,
-            text=True,
-            check=False,
-            env=env,
-        )
-        directory = json.loads(out.stdout).get("Dir") if out.returncode == 0 else None
-        if not directory:
-            subprocess.run(["go", "mod", "download", self.module], cwd=CLUSTER_DIR / "go" / self.name, check=True)
-            return self.source_dir()
-        return Path(directory)
+        for attempt in range(2):
+            if attempt:
+                subprocess.run([go, "mod", "download", self.module], cwd=module_dir, env=env, check=True)
+            out = subprocess.run(
+                [go, "list", "-m", "-json", self.module], cwd=module_dir, env=env, capture_output=True, text=True
+            )
+            directory = json.loads(out.stdout).get("Dir") if out.returncode == 0 else None
+            if directory:
+                return Path(directory)
+        raise ControlPlaneError(f"{self.module} has no source in the Go module cache: {out.stderr.strip()}")
 
 
 TRAINING_OPERATOR = Controller("training-operator", "github.com/kubeflow/training-operator", "training-operator.v1")
