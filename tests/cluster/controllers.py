@@ -44,6 +44,10 @@ KUEUE_FRAMEWORKS = ("batch/job", "kubeflow.org/pytorchjob")
 KUEUE_WEBHOOK_RESOURCES = {
     "clusterqueues", "cohorts", "localqueues", "resourceflavors", "workloads", "jobs", "pytorchjobs",
 }  # fmt: skip
+# Kueue's Job and PyTorchJob webhooks are limited to objects with a queue name (the only ones Kueue manages
+# with manageJobsWithoutQueueName off, its default), so the session's other Jobs never depend on it.
+KUEUE_QUEUED_ONLY = {"jobs", "pytorchjobs"}
+QUEUE_NAME_SELECTOR = {"matchExpressions": [{"key": "kueue.x-k8s.io/queue-name", "operator": "Exists"}]}
 
 
 @dataclass(frozen=True)
@@ -273,6 +277,10 @@ def start_kueue(cluster: Cluster) -> ControllerProcess:
         webhook_port,
         lambda hook: any(set(rule["resources"]) & KUEUE_WEBHOOK_RESOURCES for rule in hook["rules"]),
     )
+    for config_doc in configs:
+        for hook in config_doc["webhooks"]:
+            if any(set(rule["resources"]) & KUEUE_QUEUED_ONLY for rule in hook["rules"]):
+                hook["objectSelector"] = QUEUE_NAME_SELECTOR
     apply(cluster, configs)
     config = {
         "apiVersion": "config.kueue.x-k8s.io/v1beta2",

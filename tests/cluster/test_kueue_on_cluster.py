@@ -114,3 +114,17 @@ def watch_jobs(
                 return most, states
     summary = {name: (j.spec.suspend, [c.type for c in j.status.conditions or []]) for name, j in states.items()}
     raise AssertionError(f"not all of {sorted(names)} finished within {timeout:.0f} s: {summary}")
+
+
+def test_kueues_webhook_suspends_a_queued_job_at_creation_and_leaves_others_alone(
+    cluster: Cluster, kueue: object, namespace: str
+) -> None:
+    batch = kubernetes.client.BatchV1Api(cluster.api)
+    queued = job("queued", "no-such-queue")
+    del queued["spec"]["suspend"]
+    plain = job("plain", "unused")
+    del plain["spec"]["suspend"]
+    del plain["metadata"]["labels"]
+    # The create answer is the object as admitted: Kueue's mutating webhook has run on it, or not.
+    assert batch.create_namespaced_job(namespace, queued).spec.suspend is True
+    assert batch.create_namespaced_job(namespace, plain).spec.suspend is False
