@@ -4,6 +4,7 @@ job's children to go and never adopts them, and a Trial and pods made by hand wi
 counted nor deleted."""
 
 import json
+import subprocess
 import sys
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from ktune.operator.pods import controller_uid
 from tests.cluster.controlplane import Cluster
 from tests.operator.operator_harness import (
+    KTUNE,
     OperatorProcess,
     apply,
     condition,
@@ -163,3 +165,8 @@ def test_a_trial_and_pods_made_by_hand_with_a_jobs_labels_are_neither_counted_no
     running = get(cluster, "pod", namespace, "by-hand-running")
     assert running["status"]["phase"] == "Running" and not running["metadata"].get("deletionTimestamp")
     assert "leaving Trial by-hand-0 alone" in operator.log()
+    shown = subprocess.run([str(KTUNE), "status", "mine", "-n", namespace], capture_output=True, text=True, timeout=60,
+                           env={"KUBECONFIG": str(cluster.kubeconfig), "PATH": str(KTUNE.parent)}, check=True).stdout
+    table = shown.split("TRIAL ", 1)[1].splitlines()[1:]
+    rows = [line.split()[0] for line in table if line.strip()]
+    assert rows == ["0", "1", "2"], shown  # `ktune status` leaves the hand-made Trial out too

@@ -1,6 +1,7 @@
 """`ktune status` and `ktune export`: a TuningJob's trials read back from the cluster.
 
-Both read the Trial objects (the durable record) and the job's spec; neither needs the operator.
+Both read the Trial objects (the durable record: those the job controls, by owner uid) and the job's spec;
+neither needs the operator.
 """
 
 import json
@@ -13,6 +14,7 @@ import optuna
 from ktune.algorithms import load_tuningjob
 from ktune.engine import TrialRecord, TrialState, parameter_distribution
 from ktune.operator.cluster import JOBS, ApiError, KubeCluster
+from ktune.operator.ownership import Ownership
 from ktune.operator.trials import record_from_trial
 from ktune.spec import JobSpec, SpecError
 
@@ -49,7 +51,8 @@ def read_study(cluster: KubeCluster, namespace: str, name: str) -> ClusterStudy:
         spec = load_tuningjob({key: job[key] for key in ("apiVersion", "kind", "metadata", "spec")}).spec
     except SpecError as error:
         raise InspectionError(f"TuningJob {namespace}/{name} is invalid:\n{error}") from None
-    records = sorted((record_from_trial(trial) for trial in trials), key=lambda record: record.number)
+    owned = Ownership().trials(job, trials)  # not a stranger carrying the job's labels (an earlier job's, say)
+    records = sorted((record_from_trial(trial) for trial in owned), key=lambda record: record.number)
     return ClusterStudy(job=job, spec=spec, records=records)
 
 
