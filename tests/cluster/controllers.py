@@ -193,6 +193,25 @@ def delete_webhook_configurations(cluster: Cluster, configs: list[dict]) -> None
         cluster.kubectl("delete", config["kind"], config["metadata"]["name"], "--ignore-not-found", check=False)
 
 
+def run_controller(name: str, argv: list[str], env: dict[str, str], workdir: Path, cluster: Cluster,
+                   configs: list[dict], probe_port: int, webhook_port: int, pki: certs.WebhookPki) -> ControllerProcess:
+    """Start a controller (its log `<workdir>/<name>.log`; stopping it removes its webhook configurations) and wait
+    until it is ready; a controller that never gets ready is stopped."""
+    log = workdir / f"{name}.log"
+    controller = ControllerProcess(
+        name,
+        processes.spawn(argv, log, env=env, cwd=workdir),
+        log,
+        lambda: delete_webhook_configurations(cluster, configs),
+    )
+    try:
+        wait_ready(controller, f"http://127.0.0.1:{probe_port}/readyz", webhook_port, pki.ca_cert)
+    except BaseException:
+        controller.stop()
+        raise
+    return controller
+
+
 def start_training_operator(cluster: Cluster) -> ControllerProcess:
     """Kubeflow's training-operator (all its job kinds) with its validating webhooks registered."""
     binary, source = TRAINING_OPERATOR.bin_path(), TRAINING_OPERATOR.source_dir()
@@ -227,19 +246,7 @@ def start_training_operator(cluster: Cluster) -> ControllerProcess:
     ]
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "MY_POD_NAMESPACE": TRAINING_OPERATOR_NAMESPACE,
            "TMPDIR": str(tmpdir)}  # fmt: skip
-    log = workdir / "training-operator.log"
-    controller = ControllerProcess(
-        "training-operator",
-        processes.spawn(argv, log, env=env, cwd=workdir),
-        log,
-        lambda: delete_webhook_configurations(cluster, configs),
-    )
-    try:
-        wait_ready(controller, f"http://127.0.0.1:{probe_port}/readyz", webhook_port, pki.ca_cert)
-    except BaseException:
-        controller.stop()
-        raise
-    return controller
+    return run_controller("training-operator", argv, env, workdir, cluster, configs, probe_port, webhook_port, pki)
 
 
 def _kueue_crds(source: Path, port: int) -> list[dict]:
@@ -303,16 +310,4 @@ def start_kueue(cluster: Cluster) -> ControllerProcess:
     # credentials (a pod's ServiceAccount token and the kubernetes Service); the tests do not use it.
     argv = [str(binary), f"--config={config_path}", "--feature-gates=VisibilityOnDemand=false"]
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
-    log = workdir / "kueue.log"
-    controller = ControllerProcess(
-        "kueue",
-        processes.spawn(argv, log, env=env, cwd=workdir),
-        log,
-        lambda: delete_webhook_configurations(cluster, configs),
-    )
-    try:
-        wait_ready(controller, f"http://127.0.0.1:{probe_port}/readyz", webhook_port, pki.ca_cert)
-    except BaseException:
-        controller.stop()
-        raise
-    return controller
+    return run_controller("kueue", argv, env, workdir, cluster, configs, probe_port, webhook_port, pki)
