@@ -1,4 +1,4 @@
-"""The test node agent's stand-in for cluster DNS (CoreDNS) and the kubelet's per-pod /etc/hosts.
+"""The test node agent's stand-in for cluster DNS (CoreDNS) and the kubelet's per-pod /etc/hosts and hostname.
 
 On a real cluster a pod resolves its own hostname through the /etc/hosts the kubelet writes, and the names
 of headless Services (`<svc>`, `<svc>.<ns>`, `<svc>.<ns>.svc[.cluster.local]`) and of pods with a
@@ -6,8 +6,11 @@ of headless Services (`<svc>`, `<svc>.<ns>`, `<svc>.<ns>.svc[.cluster.local]`) a
 `MASTER_ADDR=<job>-master-0`, the name of the headless Service the training-operator creates for the
 master pod. Here each pod process runs in its own mount namespace with a hosts file of the agent's bind-
 mounted over /etc/hosts (`unshare` + `mount --bind`, so root is needed), and the agent rewrites that file
-in place as Services and pod IPs appear. Only names that resolve to pod IPs are served (there is no
-kube-proxy, so a ClusterIP would not answer anyway); without root the pods keep the machine's /etc/hosts.
+in place as Services and pod IPs appear. Each pod also gets its own UTS namespace whose hostname is the
+pod's (`spec.hostname` or its name), as the kubelet gives it: gloo binds to the address the process's
+hostname resolves to, so a PyTorchJob replica listens on its pod IP, as on a cluster, not on the
+machine's loopback. Only names that resolve to pod IPs are served (there is no kube-proxy, so a ClusterIP
+would not answer anyway); without root the pods keep the machine's /etc/hosts and hostname.
 """
 
 import logging
@@ -22,8 +25,9 @@ import urllib3
 log = logging.getLogger("node-agent.dns")
 CLUSTER_DOMAIN = "cluster.local"
 HOSTS_FILE = "hosts"
-# Runs in the pod's new mount namespace: put the pod's hosts file over /etc/hosts, then become the command.
-_BIND_AND_EXEC = 'mount --bind "$0" /etc/hosts && exec "$@"'
+# Runs in the pod's new mount and UTS namespaces: put the pod's hosts file over /etc/hosts, set the pod's
+# hostname ($1), then become the command.
+_BIND_AND_EXEC = 'mount --bind "$0" /etc/hosts && hostname "$1" && shift && exec "$@"'
 
 
 def service_names(service: str, namespace: str) -> list[str]:
@@ -39,6 +43,11 @@ def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return bool(selector) and all(labels.get(key) == value for key, value in selector.items())
 
 
+def pod_hostname(pod: dict) -> str:
+    """The hostname the kubelet gives the pod: spec.hostname, else the pod's name (at most 63 characters)."""
+    return pod["spec"].get("hostname") or pod["metadata"]["name"][:63].rstrip("-.")
+
+
 def hosts_text(pod: dict, services: Iterable[dict], pods: Iterable[dict]) -> str:
     """/etc/hosts for ``pod``: localhost, its own names, and the headless Services of its namespace."""
     meta, spec = pod["metadata"], pod["spec"]
@@ -46,7 +55,7 @@ def hosts_text(pod: dict, services: Iterable[dict], pods: Iterable[dict]) -> str
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
     own_ip = (pod.get("status") or {}).get("podIP")
     if own_ip:
-        hostname = spec.get("hostname") or meta["name"]
+        hostname = pod_hostname(pod)
         names = [hostname]
         if spec.get("subdomain"):
             names.insert(0, f"{hostname}.{spec['subdomain']}.{namespace}.svc.{CLUSTER_DOMAIN}")
@@ -77,7 +86,7 @@ class PodDns:
             log.warning("not root or no unshare: pods resolve names through the machine's /etc/hosts only")
 
     def wrap(self, pod: dict, pod_dir: Path, argv: list[str], env: dict[str, str]) -> list[str]:
-        """``argv`` run with the pod's hosts file as /etc/hosts.
+        """``argv`` run with the pod's hosts file as /etc/hosts and the pod's hostname.
 
         Unchanged when the stand-in is off, or when the command is not found (so that starting it fails
         as before, with the agent's "cannot run" message, not inside the wrapper).
@@ -86,7 +95,10 @@ class PodDns:
             return argv
         hosts = pod_dir / HOSTS_FILE
         write_in_place(hosts, hosts_text(pod, *self.namespace_objects(pod["metadata"]["namespace"])))
-        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", _BIND_AND_EXEC, str(hosts), *argv]
+        return [
+            "unshare", "--mount", "--uts", "--propagation", "private",
+            "sh", "-c", _BIND_AND_EXEC, str(hosts), pod_hostname(pod), *argv,
+        ]  # fmt: skip
 
     def refresh(self, running: Iterable[tuple[dict, Path]]) -> None:
         """Rewrite the hosts file of each (pod, pod_dir) for the Services and pod IPs there are now."""

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from tests.cluster.pod_dns import hosts_text, write_in_place
+from tests.cluster.pod_dns import hosts_text, pod_hostname, write_in_place
 
 
 def pod(name: str, ip: str | None, labels: dict[str, str], **spec: str) -> dict:
@@ -45,3 +45,8 @@ def test_the_hosts_file_is_rewritten_in_place(tmp_path: Path) -> None:
     write_in_place(hosts, "short\n")
     assert hosts.read_text() == "short\n"
     assert hosts.stat().st_ino == inode  # a bind mount of the file keeps seeing it
+
+
+def test_a_pods_hostname_is_its_spec_hostname_or_its_name_cut_to_63_characters() -> None:
+    assert pod_hostname(pod("p", None, {}, hostname="h")) == "h"
+    assert pod_hostname(pod("a" * 62 + "-b", None, {})) == "a" * 62

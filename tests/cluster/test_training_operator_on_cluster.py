@@ -1,9 +1,15 @@
 """Kubeflow's real training-operator (built from its pinned module) runs PyTorchJobs on the test control plane."""
 
+import json
+import random
+import sys
+from pathlib import Path
+
 import kubernetes
 import pytest
 
 from tests.cluster.controlplane import Cluster
+from tests.cluster.ddp_logs import DDP_ENV, ddp_settings
 from tests.cluster.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
@@ -92,3 +98,57 @@ def test_the_validating_webhook_refuses_two_masters(
     assert refused.value.status == 403, refused.value.body  # Forbidden: how the API server reports a denial
     assert "validator.pytorchjob.training-operator.kubeflow.org" in refused.value.body
     assert "must be 1" in refused.value.body
+
+
+TRAINER = Path(sys.executable).parent / "ktune-trainer"
+TRAINER_ARGS = ["--model=tiny-bert", "--data=synthetic:queries=20,seed=1", "--max-length=32", "--epochs=1",
+                "--device=cpu"]  # fmt: skip
+
+
+def trainer_replica(port: int) -> dict:
+    """One replica of `ktune-trainer train` (tiny-bert, gloo DDP on CPU) whose torch logs name its process group."""
+    spec = replica([str(TRAINER), "train", *TRAINER_ARGS])
+    spec["template"]["spec"]["containers"][0]["env"] = [
+        {"name": "OMP_NUM_THREADS", "value": "1"},
+        {"name": "KTUNE_METRICS_PORT", "value": str(port)},
+        *DDP_ENV,
+    ]
+    return spec
+
+
+def test_a_pytorchjob_of_the_real_trainer_trains_one_ddp_group_of_master_and_worker(
+    cluster: Cluster, node_agent: object, training_operator: object, namespace: str
+) -> None:
+    """PyTorchJob's MASTER_ADDR/MASTER_PORT/WORLD_SIZE/RANK alone (no torchrun) start the trainer's gloo group."""
+    custom = kubernetes.client.CustomObjectsApi(cluster.api)
+    core = kubernetes.client.CoreV1Api(cluster.api)
+    port = random.randint(20000, 60000)  # the metrics port: test sessions side by side share the loopback
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, pytorchjob("ddp", trainer_replica(port), trainer_replica(port))
+    )
+
+    def job() -> dict:
+        return custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "ddp")
+
+    wait_until(lambda: condition(job(), "Succeeded") or condition(job(), "Failed"), "PyTorchJob ddp to finish",
+               timeout=300)  # fmt: skip
+    names = ("ddp-master-0", "ddp-worker-0")
+    logs = {name: core.read_namespaced_pod_log(name, namespace) for name in names}
+    assert condition(job(), "Succeeded"), (job().get("status"), logs)
+    # Each replica joined the same gloo group of two as its own rank, found through MASTER_ADDR.
+    for rank, name in enumerate(names):
+        settings = ddp_settings(logs[name])
+        assert settings.get("rank") == str(rank), logs[name]
+        assert (settings["world_size"], settings["backend_name"]) == ("2", "gloo")
+        assert (settings["master_addr"], settings["master_port"]) == ("ddp-master-0", "23456")
+        # The pod's own hostname resolves to its pod IP (the stand-in's UTS namespace and hosts file), so gloo
+        # listens there rather than falling back to the machine's loopback.
+        assert "Unable to resolve hostname" not in logs[name]
+    assert "rank 0 of 2" in logs["ddp-master-0"]
+    # Only rank 0 evaluates and writes the result (its termination message); the worker reports nothing.
+    terminated = {
+        name: core.read_namespaced_pod(name, namespace).status.container_statuses[0].state.terminated for name in names
+    }
+    assert json.loads(terminated["ddp-master-0"].message)["ndcg_at_10"] > 0
+    assert not terminated["ddp-worker-0"].message
+    assert "ndcg_at_10" not in logs["ddp-worker-0"]
