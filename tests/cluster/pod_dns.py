@@ -72,7 +72,9 @@ def hosts_text(pod: dict, services: Iterable[dict], pods: Iterable[dict]) -> str
                 lines.append(f"{ip}\t{' '.join(service_names(name, namespace))}")
                 other_spec = other["spec"]
                 if other_spec.get("subdomain") == name and other_spec.get("hostname"):
-                    lines.append(f"{ip}\t{other_spec['hostname']}.{name}.{namespace}.svc.{CLUSTER_DOMAIN}")
+                    # `<hostname>.<subdomain>` and the longer forms the pod's resolv.conf search path completes
+                    member = f"{other_spec['hostname']}.{name}"
+                    lines.append(f"{ip}\t{' '.join(service_names(member, namespace))}")
     return "\n".join(lines) + "\n"
 
 

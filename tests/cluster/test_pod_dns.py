@@ -35,7 +35,8 @@ def test_hostname_and_subdomain_give_the_pods_dns_name() -> None:
     member = pod("p", "127.10.0.3", {"app": "a"}, hostname="h", subdomain="group")
     lines = hosts_text(member, [headless("group", {"app": "a"})], [member]).splitlines()
     assert "127.10.0.3\th.group.ns.svc.cluster.local h" in lines
-    assert "127.10.0.3\th.group.ns.svc.cluster.local" in lines
+    # As a real pod's resolv.conf search path (<ns>.svc.cluster.local svc.cluster.local cluster.local) completes it.
+    assert "127.10.0.3\th.group h.group.ns h.group.ns.svc h.group.ns.svc.cluster.local" in lines
 
 
 def test_the_hosts_file_is_rewritten_in_place(tmp_path: Path) -> None:
