@@ -95,6 +95,9 @@ class RecordedEvents:
     def trial_reported(self, number: int, attempt: int, step: int) -> None:
         self.lines.append(f"reported {number} step {step}")
 
+    def attempt_waiting(self, record: TrialRecord, attempt: int, waiting: tuple[str, str] | None) -> None:
+        self.lines.append(f"waiting {record.number}/{attempt} {waiting[0] if waiting else 'admitted'}")
+
     def trial_finished(self, record: TrialRecord, attempt: int, last_step: int | None) -> None:
         self.lines.append(f"finished {record.number} {record.state.value} {record.reason or ''}".rstrip())
 
@@ -251,6 +254,31 @@ def test_an_attempt_waiting_for_its_image_too_long_is_deleted_and_fails_with_the
     record = driver.engine.record(0)
     assert (record.reason, record.message, backend.attempts[0, 1].deleted) == (
         "ImagePullBackOff", "no such image", "graceful")
+
+
+def test_an_attempt_waiting_for_its_queue_is_never_timed_out_and_its_wait_counts_no_hours():
+    driver, events = driver_for(settings=DriverSettings(unschedulable_timeout_seconds=60.0,
+                                                        image_pull_timeout_seconds=60.0))
+    backend = ScriptedBackend()
+    driver.advance(backend, now=0.0)
+    queued = Observation(Phase.PENDING, reason="QueueAdmission", message="waits in LocalQueue gpus",
+                         waiting_for="queue", since=0.0)
+    ended(backend, 0, 1, queued)
+    for now in (10.0, 500.0, 3600.0):
+        driver.advance(backend, now=now)
+    assert backend.attempts[0, 1].deleted is None and driver.engine.record(0).state is TrialState.RUNNING
+    ended(backend, 0, 1, Observation(Phase.RUNNING))
+    driver.advance(backend, now=3610.0)  # admitted: counted from its last look waiting (3600) on
+    ended(backend, 0, 1, queued)  # preempted: suspended again, its pods gone
+    driver.advance(backend, now=3620.0)
+    driver.advance(backend, now=7200.0)
+    ended(backend, 0, 1, Observation(Phase.SUCCEEDED, result='{"ndcg_at_10": 0.5}'))
+    driver.advance(backend, now=7230.0)
+    record = driver.engine.record(0)
+    assert record.state is TrialState.SUCCEEDED
+    assert record.finished_at - record.started_at == 10.0 + 20.0 + 30.0  # before, between and after the waits
+    assert [line for line in events.lines if line.startswith("waiting")] == [
+        "waiting 0/1 QueueAdmission", "waiting 0/1 admitted", "waiting 0/1 QueueAdmission", "waiting 0/1 admitted"]
 
 
 def test_an_attempt_terminating_on_a_lost_node_is_force_deleted_and_fails_node_lost():

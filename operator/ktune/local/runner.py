@@ -261,6 +261,9 @@ class _ProgressEvents:
     def trial_reported(self, number: int, attempt: int, step: int) -> None:
         """Nothing to add: the journal already holds the step."""
 
+    def attempt_waiting(self, record: TrialRecord, attempt: int, waiting: tuple[str, str] | None) -> None:
+        """Never called: a local process waits in no queue (`ktune run` ignores spec.trial.queueName)."""
+
     def trial_finished(self, record: TrialRecord, attempt: int, last_step: int | None) -> None:
         spec = self.runner.spec
         took = f" in {record.finished_at - record.started_at:.0f}s" if record.started_at and record.finished_at \

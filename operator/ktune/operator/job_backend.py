@@ -35,6 +35,7 @@ from ktune.operator.pods import (
     trial_pod_manifest,
     trial_pod_name,
 )
+from ktune.operator.queueing import admission_wait, queued_manifest
 from ktune.operator.trials import epoch
 from ktune.spec import TuningJob
 from ktune.trials.backend import LaunchDeferred, Observation, Phase
@@ -110,6 +111,11 @@ class JobBackend:
         self.delete_succeeded = delete_succeeded
         self.final_result = final_result
 
+    @property
+    def _queue_name(self) -> str | None:
+        resource = self.job.spec.trial.resource
+        return resource.queue_name if resource is not None else None
+
     def _job(self, number: int, attempt: int) -> dict[str, Any] | None:
         """The attempt's Job, when the pass saw it and its controller is the trial's Trial."""
         found = self.jobs.get(trial_pod_name(self.job.name, number, attempt))
@@ -154,6 +160,7 @@ class JobBackend:
 
     def launch(self, record: TrialRecord, attempt: int) -> None:
         manifest = trial_job_manifest(self.job, record.number, record.params, attempt, self.owners[record.number])
+        manifest = queued_manifest(manifest, self._queue_name)
         name = manifest["metadata"]["name"]
         try:
             self.jobs[name] = self.cluster.create_trial_job(self.namespace, manifest)
@@ -183,6 +190,9 @@ class JobBackend:
         if metadata.get("deletionTimestamp"):
             return Observation(Phase.TERMINATING, message=f"Job {metadata['name']} (foreground deletion: waiting "
                                "for its pods)", since=epoch(metadata["deletionTimestamp"]))
+        waiting = admission_wait(trial_job, self._queue_name)  # Kueue has not admitted it yet, or preempted it
+        if waiting is not None:
+            return waiting
         pod = self.metrics_pod(trial_job)
         if pod is not None and (pod.get("status") or {}).get("phase") == "Running":
             return Observation(Phase.RUNNING)

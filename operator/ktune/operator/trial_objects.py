@@ -33,6 +33,8 @@ class TrialObjects:
         """Trial number -> its Trial object (the owner of its pods)."""
         self.body: dict[str, Any] = {}
         """The TuningJob of the current pass (Events are about it; new Trials belong to it)."""
+        self.waiting: dict[int, tuple[str, str]] = {}
+        """Trial number -> (reason, message) while its attempt waits for a queue to admit it (shown Pending)."""
 
     @property
     def job_name(self) -> str:
@@ -68,7 +70,15 @@ class TrialObjects:
     def trial_reported(self, number: int, attempt: int, step: int) -> None:
         self._write(self.engine.record(number), attempt)
 
+    def attempt_waiting(self, record: TrialRecord, attempt: int, waiting: tuple[str, str] | None) -> None:
+        if waiting is None:
+            self.waiting.pop(record.number, None)
+        else:
+            self.waiting[record.number] = waiting
+        self._write(record, attempt)
+
     def trial_finished(self, record: TrialRecord, attempt: int, last_step: int | None) -> None:
+        self.waiting.pop(record.number, None)
         self._write(record, attempt)
         name = trial_name(self.job_name, record.number)
         if record.state == TrialState.SUCCEEDED:
@@ -87,7 +97,8 @@ class TrialObjects:
         """Write the Trial's status if the Trial is still as this process last read or wrote it (Conflict
         otherwise: another operator wrote it, and the pass rebuilds from the API instead of overwriting it)."""
         pod_name = trial_pod_name(self.job_name, record.number, attempts) if attempts else None
-        status = trial_status(record, attempts, pod_name, self.settings.intermediate_values_kept)
+        status = trial_status(record, attempts, pod_name, self.settings.intermediate_values_kept,
+                              self.waiting.get(record.number))
         version = self.owners[record.number]["metadata"].get("resourceVersion")
         self.owners[record.number] = self.cluster.patch_trial_status(
             self.namespace, trial_name(self.job_name, record.number), status, version)

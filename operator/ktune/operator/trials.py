@@ -54,8 +54,14 @@ def trial_manifest(tuningjob: Mapping[str, Any], number: int, params: Mapping[st
     }
 
 
-def trial_status(record: TrialRecord, attempts: int, pod_name: str | None, keep_intermediate: int) -> dict[str, Any]:
-    """The Trial's `status` for `record`: bounded in size (the latest `keep_intermediate` steps only)."""
+PENDING = "Pending"
+"""A Trial's state while its attempt waits in a Kueue queue (the engine's record is Running)."""
+
+
+def trial_status(record: TrialRecord, attempts: int, pod_name: str | None, keep_intermediate: int,
+                 waiting: tuple[str, str] | None = None) -> dict[str, Any]:
+    """The Trial's `status` for `record`: bounded in size (the latest `keep_intermediate` steps only). A running
+    record whose attempt waits for admission (`waiting`: reason, message) is shown Pending with them."""
     steps = sorted(record.intermediate)[-keep_intermediate:]
     status: dict[str, Any] = {
         "state": str(record.state),
@@ -73,6 +79,8 @@ def trial_status(record: TrialRecord, attempts: int, pod_name: str | None, keep_
         "finishTime": rfc3339(record.finished_at),
         "systemAttrs": json.dumps(record.system_attrs, sort_keys=True) if record.system_attrs else None,
     }
+    if waiting is not None and record.state is TrialState.RUNNING:
+        status["state"], status["reason"], status["message"] = PENDING, waiting[0], waiting[1][-1024:]
     return status
 
 
@@ -80,6 +88,7 @@ def record_from_trial(trial: Mapping[str, Any]) -> TrialRecord:
     """The engine's record of a Trial object (a Trial created but never given a status is Running)."""
     spec = trial["spec"]
     status = trial.get("status") or {}
+    pending = status.get("state") == PENDING  # running, its attempt waiting in a queue: no outcome's reason yet
     values = status.get("values")
     intermediate = _history(trial)  # a Trial written before the history existed has only the latest steps:
     for item in status.get("intermediate") or []:
@@ -87,12 +96,12 @@ def record_from_trial(trial: Mapping[str, Any]) -> TrialRecord:
     return TrialRecord(
         number=int(spec["number"]),
         params=dict(spec.get("params") or {}),
-        state=TrialState(status.get("state") or TrialState.RUNNING),
+        state=TrialState.RUNNING if pending else TrialState(status.get("state") or TrialState.RUNNING),
         values=[_number(value) for value in values] if values is not None else None,
         intermediate=dict(sorted(intermediate.items())),
         metrics={name: _number(value) for name, value in (status.get("metrics") or {}).items()},
-        reason=status.get("reason"),
-        message=status.get("message"),
+        reason=None if pending else status.get("reason"),
+        message=None if pending else status.get("message"),
         started_at=epoch(status.get("startTime") or spec.get("startTime")),
         finished_at=epoch(status.get("finishTime")),
         system_attrs=json.loads(status.get("systemAttrs") or spec.get("systemAttrs") or "{}"),

@@ -221,11 +221,19 @@ def tuningjob_spec_schema(rules: AlgorithmRules) -> Schema:
                                           "is the trainer; its termination message carries the final "
                                           "metrics. restartPolicy is always Never: retries are new pods."),
                     "resource": trial_resource_schema(),
+                    "queueName": string("Kueue's LocalQueue (in the job's namespace) the trial resources wait in: "
+                                        "each is created suspended with the kueue.x-k8s.io/queue-name label, "
+                                        "and the trial is Pending (reason QueueAdmission, not timed out, no "
+                                        "hours counted) until Kueue admits it. Only with resource.",
+                                        maxLength=spec.MAX_NAME_LENGTH, pattern=pattern(checker.DNS_LABEL.pattern)),
                 },
                 **{"x-kubernetes-validations": [
                     {"rule": "has(self.template) != has(self.resource)",
                      "message": "set exactly one of template (a PodTemplateSpec: one pod per trial) or resource "
                                 f"(a trial of several pods, one of: {SUPPORTED_KINDS})"},
+                    {"rule": "!has(self.queueName) || has(self.resource)",
+                     "message": "queueName needs resource: Kueue queues Jobs, not bare pods; use a batch/v1 Job "
+                                "with parallelism 1 as spec.trial.resource"},
                 ]},
             ),
             "warmStart": obj(
@@ -344,11 +352,13 @@ def tuningjob_crd(rules: AlgorithmRules) -> dict[str, Any]:
 def trial_crd() -> dict[str, Any]:
     return crd(contract.TRIAL_KIND, contract.TRIAL_PLURAL, "tr", trial_schema(), [
         column("Job", "string", ".spec.tuningJob", "The TuningJob."),
-        column("State", "string", ".status.state", "Running, Succeeded, Pruned or Failed."),
+        column("State", "string", ".status.state", "Pending (waiting in its Kueue queue), Running, Succeeded, "
+                                                   "Pruned or Failed."),
         column("Value", "number", ".status.value", "The objective's final value."),
         column("Params", "string", ".status.paramsSummary", "The parameter values."),
         column("Age", "date", ".metadata.creationTimestamp", "Time since creation."),
-        column("Reason", "string", ".status.reason", "Why it was pruned or failed.", priority=1),
+        column("Reason", "string", ".status.reason", "Why it waits (QueueAdmission), was pruned or failed.",
+               priority=1),
         column("Pod", "string", ".status.podName", "The latest attempt's pod.", priority=1),
     ])
 

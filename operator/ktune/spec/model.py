@@ -125,6 +125,8 @@ class TrialResource:
     """How many pods run at once: the Job's parallelism (at most its completions)."""
     indexed: bool = False
     """completionMode Indexed: each pod gets JOB_COMPLETION_INDEX; index 0 is the metrics pod."""
+    queue_name: str | None = None
+    """`spec.trial.queueName`: Kueue's LocalQueue the resource waits in (created suspended); None: no queue."""
 
 
 @dataclass(frozen=True)

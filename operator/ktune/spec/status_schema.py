@@ -105,8 +105,9 @@ def trial_schema() -> Schema:
             "status": obj(
                 "How the trial went; written by the operator.",
                 {
-                    "state": string("Running, Succeeded, Pruned or Failed.",
-                                    enum=["Running", "Succeeded", "Pruned", "Failed"]),
+                    "state": string("Pending (its resource waits for Kueue to admit it: reason QueueAdmission), "
+                                    "Running, Succeeded, Pruned or Failed.",
+                                    enum=["Pending", "Running", "Succeeded", "Pruned", "Failed"]),
                     "value": number("The (first) objective's final value."),
                     "values": array("The objectives' final values, in the order of objectives.",
                                     number("One value.")),
@@ -125,7 +126,8 @@ def trial_schema() -> Schema:
                     "attempts": integer("How many pods were started for this trial (1 + retries used)."),
                     "podName": string("The current (or last) attempt's pod."),
                     "paramsSummary": string("The params as one short JSON line (the PARAMS column)."),
-                    "reason": string("Why it was Pruned or Failed, one CamelCase word (PrunedByPruner, "
+                    "reason": string("Why it is Pending (QueueAdmission) or was Pruned or Failed, one CamelCase "
+                                     "word (PrunedByPruner, "
                                      "OOMKilled, Error, ImagePullBackOff, Unschedulable, MissingObjective, "
                                      "JobStopped, ...)."),
                     "message": string("Details, e.g. the end of the failed container's log.",

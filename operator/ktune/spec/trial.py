@@ -17,7 +17,7 @@ from ktune.spec.checker import DNS_LABEL, Checker, show
 from ktune.spec.model import DEFAULTS, JOB_COMPLETION_MODES, MAX_RETRIES, RESOURCE_KINDS, TrialResource, TrialSpec
 from ktune.spec.resources import GPU_RESOURCE, template_resources
 
-_TRIAL_FIELDS = ("retries", "metricsPort", "template", "resource")
+_TRIAL_FIELDS = ("retries", "metricsPort", "template", "resource", "queueName")
 _RESOURCE_FIELDS = ("apiVersion", "kind", "metadata", "spec")
 SUPPORTED_KINDS = ", ".join(f"{api_version} {kind}" for api_version, kind in RESOURCE_KINDS)
 JOB_BACKOFF_LIMIT = 0
@@ -91,9 +91,27 @@ def check_trial(check: Checker, raw: Any) -> dict[str, Any] | None:
         template = check.mapping(trial["template"], "spec.trial.template")
         kept = None if template is None or not check_containers(check, template) else {
             "template": copy.deepcopy(dict(template))}
+    ok &= _check_queue_name(check, trial)
     if kept is None or not ok or any(key not in _TRIAL_FIELDS for key in trial):
         return None
-    return {"retries": filled["retries"], "metricsPort": filled["metricsPort"], **kept}
+    queue = {"queueName": trial["queueName"]} if "queueName" in trial else {}
+    return {"retries": filled["retries"], "metricsPort": filled["metricsPort"], **kept, **queue}
+
+
+def _check_queue_name(check: Checker, trial: Mapping[str, Any]) -> bool:
+    """`spec.trial.queueName`, Kueue's LocalQueue: a DNS label, and only for a resource (Kueue queues Jobs and
+    training jobs, which ktune creates suspended; a bare trial pod has no suspend switch)."""
+    if "queueName" not in trial:
+        return True
+    if not check.name(trial["queueName"], "spec.trial.queueName", DNS_LABEL,
+                      "must be a DNS label (a LocalQueue's name: [a-z0-9] and '-')"):
+        return False
+    if "resource" not in trial:
+        check.problem("spec.trial.queueName", "needs spec.trial.resource: Kueue queues Jobs, not bare pods; use "
+                                              "a batch/v1 Job with parallelism 1 as spec.trial.resource (its pod "
+                                              "template is today's spec.trial.template)")
+        return False
+    return True
 
 
 def check_resource(check: Checker, raw: Any) -> dict[str, Any] | None:
@@ -152,7 +170,8 @@ def trial_spec(trial: Mapping[str, Any]) -> TrialSpec:
     job_spec = raw["spec"]
     pods = min(job_spec["parallelism"], job_spec.get("completions") or job_spec["parallelism"])
     resource = TrialResource(raw["apiVersion"], raw["kind"], raw, pods,
-                             indexed=job_spec.get("completionMode") == "Indexed")
+                             indexed=job_spec.get("completionMode") == "Indexed",
+                             queue_name=trial.get("queueName"))
     return TrialSpec(trial["retries"], trial["metricsPort"], job_spec["template"], resource)
 
 

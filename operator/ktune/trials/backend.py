@@ -43,8 +43,9 @@ class Observation:
     """FAILED and GONE: why, as one CamelCase word (Error, OOMKilled, PodDeleted); PENDING: what it waits on."""
     message: str = ""
     """FAILED, GONE: a human explanation; PENDING: the waiting message; TERMINATING: which pod on which node."""
-    waiting_for: Literal["image", "node"] | None = None
-    """PENDING: waiting for its image to be pulled, or for a node to take it (then `since` counts)."""
+    waiting_for: Literal["image", "node", "queue"] | None = None
+    """PENDING: waiting for its image to be pulled, or for a node to take it (then `since` counts), or for a queue
+    to admit it (Kueue: never timed out, and the wait is not counted in the trial's hours)."""
     since: float | None = None
     """PENDING: when the attempt was created; TERMINATING: when its grace period ended."""
 
@@ -114,6 +115,10 @@ class TrialEvents(Protocol):
 
     def trial_reported(self, number: int, attempt: int, step: int) -> None:
         """Attempt `attempt` of the trial reported a new step, handed to the pruner, which let it go on."""
+
+    def attempt_waiting(self, record: TrialRecord, attempt: int, waiting: tuple[str, str] | None) -> None:
+        """Attempt `attempt` started waiting for a queue to admit it (`waiting`: reason, message), or was admitted
+        (None)."""
 
     def trial_finished(self, record: TrialRecord, attempt: int, last_step: int | None) -> None:
         """The engine knows the trial's outcome (succeeded, pruned, failed, stopped with the job)."""

@@ -13,7 +13,8 @@ happened goes to `TrialEvents`. The rules, the same on a laptop and on a cluster
   judges the objective (`MissingObjective`, `InvalidObjective`).
 - **Failure reasons** come from the backend (`Error`, `OOMKilled`, `PodDeleted`), or from waiting too
   long: for an image (the backend's reason, e.g. `ImagePullBackOff`), for a node (`Unschedulable`),
-  for metrics (`MetricsUnavailable`) or for a lost node to confirm a deletion (`NodeLost`). A failed
+  for metrics (`MetricsUnavailable`) or for a lost node to confirm a deletion (`NodeLost`); never for a queue
+  (Kueue) to admit it: that wait is the cluster's policy, and its time is not counted in the trial's hours. A failed
   attempt is retried `spec.trial.retries` times under the same number, and so is a launch a policy
   refused; an invalid one is not. A launch put off for a passing reason (a used-up quota) is tried
   again at the next pass without using up a retry, and the trial waits (`deferred`).
@@ -83,6 +84,8 @@ class LiveTrial:
     """When the current attempt's metrics stopped answering, None while they answer."""
     stopping: bool = False
     """The engine knows the outcome; the attempt is being stopped and still counts as running."""
+    queued_at: float | None = None
+    """When the driver last saw the attempt waiting for a queue to admit it; None while it is not waiting."""
 
 
 class TrialDriver:
@@ -137,7 +140,9 @@ class TrialDriver:
         seen = backend.observe(live.number, live.attempt)
         if live.stopping:
             self._observe_stopping(backend, live, seen, now)
-        elif seen.phase is Phase.SUCCEEDED:
+            return
+        self._track_queue(live, seen, now)
+        if seen.phase is Phase.SUCCEEDED:
             self._succeeded(backend, live, seen, now)
         elif seen.phase in (Phase.FAILED, Phase.GONE):
             self._attempt_failed(backend, live, seen.reason, seen.message, now)
@@ -170,11 +175,26 @@ class TrialDriver:
                                                         "grace period (its node stopped answering); force-deleted it",
                              now)
 
+    def _track_queue(self, live: LiveTrial, seen: Observation, now: float) -> None:
+        """Keep a queued attempt's wait out of its hours (its start moves later by the time waited), and tell the
+        runner when it starts and stops waiting (at first, and again when the queue preempts it)."""
+        record = self.engine.record(live.number)
+        queued = seen.phase is Phase.PENDING and seen.waiting_for == "queue"
+        if queued and live.queued_at is not None and record.started_at is not None:
+            # Waiting from one look to the next: hours run from started_at (see ktune.engine.budget). A look that
+            # finds it admitted counts the time since the last one as running: hours are never undercounted.
+            record.started_at += now - live.queued_at
+        if queued and live.queued_at is None:
+            self.events.attempt_waiting(record, live.attempt, (seen.reason, seen.message))
+        elif not queued and live.queued_at is not None:
+            self.events.attempt_waiting(record, live.attempt, None)
+        live.queued_at = now if queued else None
+
     def _fail_if_stuck(self, backend: Backend, live: LiveTrial, seen: Observation, now: float) -> None:
         limits = {"image": self.settings.image_pull_timeout_seconds,
                   "node": self.settings.unschedulable_timeout_seconds}
         waited = now - (seen.since if seen.since is not None else now)
-        if seen.waiting_for is None or waited < limits[seen.waiting_for]:
+        if seen.waiting_for is None or seen.waiting_for == "queue" or waited < limits[seen.waiting_for]:
             return
         backend.delete(live.number, live.attempt)
         self._attempt_failed(backend, live, seen.reason, seen.message, now)
@@ -283,6 +303,7 @@ class TrialDriver:
         self.deferred.pop(live.number, None)
         live.attempt, live.launch_next = attempt, None
         live.last_metrics, live.silent_since, live.next_scrape_at, live.cursor = {}, None, 0.0, None
+        live.queued_at = None
         self.events.attempt_started(record, attempt, how)
 
     def _launch_new(self, backend: Backend, now: float) -> None:
