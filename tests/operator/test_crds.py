@@ -61,4 +61,4 @@ def test_both_crds_have_short_names_status_subresource_and_printer_columns():
     columns = [c["name"] for c in by_kind["TuningJob"]["spec"]["versions"][0]["additionalPrinterColumns"]]
     assert columns[:5] == ["Phase", "Best", "Trials", "Running", "Age"]
     columns = [c["name"] for c in by_kind["Trial"]["spec"]["versions"][0]["additionalPrinterColumns"]]
-    assert columns[:5] == ["Job", "State", "Value", "Params", "Age"]
+    assert columns[:7] == ["Job", "State", "Kind", "Pods", "Value", "Params", "Age"]

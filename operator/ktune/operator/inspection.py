@@ -5,8 +5,8 @@ neither needs the operator.
 """
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -15,7 +15,7 @@ from ktune.algorithms import load_tuningjob
 from ktune.engine import TrialRecord, TrialState, parameter_distribution
 from ktune.operator.cluster import JOBS, ApiError, KubeCluster
 from ktune.operator.ownership import Ownership
-from ktune.operator.trials import record_from_trial
+from ktune.operator.trials import AttemptShape, record_from_trial, recorded_attempt
 from ktune.spec import JobSpec, SpecError
 
 OPTUNA_STATES = {
@@ -36,6 +36,8 @@ class ClusterStudy:
     job: dict[str, Any]
     spec: JobSpec
     records: list[TrialRecord]
+    shapes: dict[int, AttemptShape] = field(default_factory=dict)
+    """Trial number -> what its attempts run, as its Trial records it."""
 
 
 def read_study(cluster: KubeCluster, namespace: str, name: str) -> ClusterStudy:
@@ -53,19 +55,26 @@ def read_study(cluster: KubeCluster, namespace: str, name: str) -> ClusterStudy:
         raise InspectionError(f"TuningJob {namespace}/{name} is invalid:\n{error}") from None
     owned = Ownership().trials(job, trials)  # not a stranger carrying the job's labels (an earlier job's, say)
     records = sorted((record_from_trial(trial) for trial in owned), key=lambda record: record.number)
-    return ClusterStudy(job=job, spec=spec, records=records)
+    shapes = {int(trial["spec"]["number"]): recorded_attempt(trial)[1] for trial in owned
+              if (trial.get("status") or {}).get("kind")}  # not yet written: what the spec runs
+    return ClusterStudy(job=job, spec=spec, records=records, shapes=shapes)
 
 
-def trials_table(spec: JobSpec, records: Sequence[TrialRecord]) -> str:
-    """One row per trial: number, state, objective values, params, reason."""
+def trials_table(spec: JobSpec, records: Sequence[TrialRecord], shapes: Mapping[int, AttemptShape]) -> str:
+    """One row per trial: number, state, what each attempt runs (kind, pods), objective values, params, reason.
+    A trial without a recorded shape (not yet written) shows what the job's spec runs."""
     objectives = [objective.metric for objective in spec.objectives]
-    header = ["TRIAL", "STATE", *[name.upper() for name in objectives], "PARAMS", "REASON"]
+    header = ["TRIAL", "STATE", "KIND", "PODS", *[name.upper() for name in objectives], "PARAMS", "REASON"]
     rows = [header]
+    default = AttemptShape.of(spec.trial)
     for record in records:
         values = record.values or []
+        shape = shapes.get(record.number, default)
         rows.append([
             str(record.number),
             str(record.state),
+            shape.kind,
+            str(shape.pods),
             *[_number(values[i]) if i < len(values) else "" for i in range(len(objectives))],
             json.dumps(record.params, sort_keys=True),
             record.reason or "",
@@ -95,7 +104,7 @@ def status_report(study: ClusterStudy) -> str:
     if status.get("cpuHoursUsed") is not None:
         lines.append(f"Hours used: {_number(status.get('gpuHoursUsed'))} GPU, {_number(status['cpuHoursUsed'])} CPU")
     lines.append("")
-    lines.append(trials_table(study.spec, study.records))
+    lines.append(trials_table(study.spec, study.records, study.shapes))
     return "\n".join(lines)
 
 

@@ -47,7 +47,7 @@ from ktune.operator.pods import controller_uid, pod_attempt, trial_name
 from ktune.operator.settings import OperatorSettings
 from ktune.operator.status_writer import ACCEPTED_SPEC_FIELD, JobProgress, StatusWriter
 from ktune.operator.trial_objects import TrialObjects
-from ktune.operator.trials import epoch, record_from_trial, trial_attempts, trial_status
+from ktune.operator.trials import epoch, record_from_trial, recorded_attempt, trial_attempts, trial_status
 from ktune.operator.warm_start_sources import WarmStartSources, cross_namespace_problems
 from ktune.spec import SpecError, TuningJob
 from ktune.trials.backend import Backend
@@ -199,8 +199,9 @@ class JobReconciler:
                 continue
             record.state, record.reason, record.message, record.finished_at = (
                 TrialState.FAILED, JOB_STOPPED, message, now)
-            status = trial_status(record, trial_attempts(trial), (trial.get("status") or {}).get("podName"),
-                                  self.settings.intermediate_values_kept)
+            attempt_name, shape = recorded_attempt(trial)
+            status = trial_status(record, trial_attempts(trial), attempt_name, self.settings.intermediate_values_kept,
+                                  shape=shape)
             self.cluster.patch_trial_status(namespace, trial["metadata"]["name"], status,
                                             trial["metadata"].get("resourceVersion"))
         owners = {int(trial["spec"]["number"]): trial for trial in trials}

@@ -15,7 +15,7 @@ from ktune.engine import JOB_STOPPED, Engine, TrialRecord, TrialState
 from ktune.operator.cluster import AlreadyExists, Cluster
 from ktune.operator.pods import trial_name, trial_pod_name
 from ktune.operator.settings import OperatorSettings
-from ktune.operator.trials import trial_manifest, trial_status
+from ktune.operator.trials import AttemptShape, trial_manifest, trial_status
 from ktune.trials.backend import HowStarted
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class TrialObjects:
         otherwise: another operator wrote it, and the pass rebuilds from the API instead of overwriting it)."""
         pod_name = trial_pod_name(self.job_name, record.number, attempts) if attempts else None
         status = trial_status(record, attempts, pod_name, self.settings.intermediate_values_kept,
-                              self.waiting.get(record.number))
+                              self.waiting.get(record.number), AttemptShape.of(self.engine.spec.trial))
         version = self.owners[record.number]["metadata"].get("resourceVersion")
         self.owners[record.number] = self.cluster.patch_trial_status(
             self.namespace, trial_name(self.job_name, record.number), status, version)

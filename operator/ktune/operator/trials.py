@@ -14,17 +14,43 @@ import json
 import logging
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, overload
+from typing import Any, Self, overload
 
 from ktune import contract
 from ktune.engine import TrialRecord, TrialState
 from ktune.operator.pods import owner_reference, trial_labels, trial_name
+from ktune.spec import TrialSpec
 from ktune.spec.status_schema import MAX_INTERMEDIATE_HISTORY_LENGTH, MAX_INTERMEDIATE_HISTORY_STEPS
 
 TRIAL_API_VERSION = f"{contract.API_GROUP}/{contract.API_VERSION}"
 PARAMS_SUMMARY_LIMIT = 200
 log = logging.getLogger(__name__)
+
+
+POD_KIND = "Pod"
+
+
+@dataclass(frozen=True)
+class AttemptShape:
+    """What each attempt of a trial runs: one pod, or a resource of `kind` (a Job, a PyTorchJob, ...) running
+    `pods` pods at once. The Trial's status shows it (the KIND and PODS columns)."""
+
+    kind: str = POD_KIND
+    pods: int = 1
+
+    @classmethod
+    def of(cls, trial: TrialSpec) -> Self:
+        return cls() if trial.resource is None else cls(trial.resource.kind, trial.resource.pods)
+
+
+def recorded_attempt(trial: Mapping[str, Any]) -> tuple[str | None, AttemptShape]:
+    """The name and shape of a Trial's current (or last) attempt as its status records them (a Trial written
+    before the shape was recorded ran one pod)."""
+    status = trial.get("status") or {}
+    shape = AttemptShape(str(status.get("kind") or POD_KIND), int(status.get("pods") or 1))
+    return status.get("podName") if shape.kind == POD_KIND else status.get("resourceName"), shape
 
 
 def trial_manifest(tuningjob: Mapping[str, Any], number: int, params: Mapping[str, Any],
@@ -58,15 +84,21 @@ PENDING = "Pending"
 """A Trial's state while its attempt waits in a Kueue queue (the engine's record is Running)."""
 
 
-def trial_status(record: TrialRecord, attempts: int, pod_name: str | None, keep_intermediate: int,
-                 waiting: tuple[str, str] | None = None) -> dict[str, Any]:
+def trial_status(record: TrialRecord, attempts: int, attempt_name: str | None, keep_intermediate: int,
+                 waiting: tuple[str, str] | None = None, shape: AttemptShape = AttemptShape()) -> dict[str, Any]:
     """The Trial's `status` for `record`: bounded in size (the latest `keep_intermediate` steps only). A running
-    record whose attempt waits for admission (`waiting`: reason, message) is shown Pending with them."""
+    record whose attempt waits for admission (`waiting`: reason, message) is shown Pending with them.
+    `attempt_name` names the current attempt's pod (`podName`) or, for a resource trial, its resource
+    (`resourceName`)."""
     steps = sorted(record.intermediate)[-keep_intermediate:]
+    pod = shape.kind == POD_KIND
     status: dict[str, Any] = {
         "state": str(record.state),
         "attempts": attempts,
-        "podName": pod_name,
+        "kind": shape.kind,
+        "pods": shape.pods,
+        "podName": attempt_name if pod else None,
+        "resourceName": None if pod else attempt_name,
         "paramsSummary": params_summary(record.params),
         "intermediate": [{"step": step, "value": json_number(record.intermediate[step])} for step in steps],
         "intermediateHistory": history_text(record.intermediate) or None,

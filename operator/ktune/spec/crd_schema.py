@@ -354,12 +354,15 @@ def trial_crd() -> dict[str, Any]:
         column("Job", "string", ".spec.tuningJob", "The TuningJob."),
         column("State", "string", ".status.state", "Pending (waiting in its Kueue queue), Running, Succeeded, "
                                                    "Pruned or Failed."),
+        column("Kind", "string", ".status.kind", "What each attempt runs: Pod, or the trial resource's kind."),
+        column("Pods", "integer", ".status.pods", "Pods each attempt runs at once."),
         column("Value", "number", ".status.value", "The objective's final value."),
         column("Params", "string", ".status.paramsSummary", "The parameter values."),
         column("Age", "date", ".metadata.creationTimestamp", "Time since creation."),
         column("Reason", "string", ".status.reason", "Why it waits (QueueAdmission), was pruned or failed.",
                priority=1),
         column("Pod", "string", ".status.podName", "The latest attempt's pod.", priority=1),
+        column("Resource", "string", ".status.resourceName", "The latest attempt's resource.", priority=1),
     ])
 
 

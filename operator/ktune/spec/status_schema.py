@@ -123,8 +123,13 @@ def trial_schema() -> Schema:
                         "step:value items joined by commas, the step left out where it follows the one before "
                         "(0:0.5,0.6,10:0.8 is steps 0, 1 and 10); at most the latest "
                         f"{MAX_INTERMEDIATE_HISTORY_STEPS:,} steps.", maxLength=MAX_INTERMEDIATE_HISTORY_LENGTH),
-                    "attempts": integer("How many pods were started for this trial (1 + retries used)."),
-                    "podName": string("The current (or last) attempt's pod."),
+                    "attempts": integer("How many attempts were started for this trial (1 + retries used)."),
+                    "kind": string("What each attempt runs: Pod (one pod), or the kind of the trial's resource "
+                                   "(Job, PyTorchJob, TFJob, MPIJob, XGBoostJob)."),
+                    "pods": integer("How many pods each attempt runs at once."),
+                    "podName": string("The current (or last) attempt's pod (kind Pod)."),
+                    "resourceName": string("The current (or last) attempt's resource (a Job, PyTorchJob, ...), "
+                                           "named like a pod trial's pod."),
                     "paramsSummary": string("The params as one short JSON line (the PARAMS column)."),
                     "reason": string("Why it is Pending (QueueAdmission) or was Pruned or Failed, one CamelCase "
                                      "word (PrunedByPruner, "
