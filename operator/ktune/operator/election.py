@@ -112,6 +112,8 @@ class LeaseElection:
         self.holder: str | None = None
         """The holder the last read of the Lease showed."""
         self._observed: tuple[str, float] | None = None  # (resourceVersion, when this candidate first saw it)
+        self.attempted_at = clock()
+        """When the last attempt to take or renew the Lease ended (monotonic): liveness of a waiting standby."""
 
     def try_acquire(self, deadline: float) -> float | None:
         """Take or renew the Lease if it is free, expired or ours, within `deadline` (monotonic): the monotonic
@@ -223,6 +225,8 @@ class LeaseElection:
         except Exception as error:  # a network hiccup or a timeout is a failed attempt, not a crash
             log.warning("lease %s: %s", self.path, error)
             return None
+        finally:
+            self.attempted_at = self.clock()
 
 
 def exit_on_lost_lease() -> None:

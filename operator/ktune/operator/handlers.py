@@ -34,6 +34,7 @@ import kopf
 from ktune import contract
 from ktune.operator.cluster import AlreadyExists, Conflict, KubeCluster
 from ktune.operator.election import LeaseElection, NotLeading, exit_on_lost_lease
+from ktune.operator.liveness import Liveness
 from ktune.operator.job_backend import trial_job_milestone
 from ktune.operator.pod_cache import PodCache
 from ktune.operator.reconcile import JobReconciler
@@ -195,6 +196,9 @@ def run_operator(options: RunOptions, settings: OperatorSettings) -> None:
     """Run until interrupted (SIGINT/SIGTERM stop it gracefully)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not one line per job per pass; errors still show
+    liveness = Liveness()  # answers from now on, a standby waiting for the Lease included
+    if options.liveness:
+        liveness.serve(options.liveness)
     telemetry = Telemetry()
     if options.metrics_port is not None:
         telemetry.serve(options.metrics_port)
@@ -204,15 +208,18 @@ def run_operator(options: RunOptions, settings: OperatorSettings) -> None:
         election = LeaseElection(kube, options.leader_election_namespace, LEASE_NAME,
                                  f"{socket.gethostname()}-{os.getpid()}", settings.lease_duration_seconds)
         kube.gate = election.gate  # closed until the Lease is acquired
+        liveness.waiting_for(election)
         election.acquire()
+        liveness.starting()
         election.keep(on_lost=exit_on_lost_lease)
     # Leaving the `with` waits for passes still running when kopf stops, so that none is cut mid-write.
     with ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="reconcile") as passes:
+        registry = build_registry(settings, cluster, telemetry, passes)
+        liveness.follow_kopf(registry)
         kopf.run(
-            registry=build_registry(settings, cluster, telemetry, passes),
+            registry=registry,
             clusterwide=options.all_namespaces,
             namespaces=list(options.namespaces),
             standalone=options.peering is None,
             peering_name=options.peering,
-            liveness_endpoint=options.liveness,
         )
