@@ -60,6 +60,10 @@ def test_indexed_job_trials_succeed_from_index_0_a_pruned_one_loses_every_pod_an
     kept, pruned = trials[0.3], trials[1.5]
 
     assert kept["status"]["state"] == "Succeeded"
+    assert (kept["status"]["kind"], kept["status"]["pods"], "podName" in kept["status"]) == ("Job", 2, False)
+    assert kept["status"]["resourceName"].startswith("indexed-")
+    table = cluster.kubectl("get", "tr", "-n", namespace).stdout
+    assert table.split("\n")[0].split()[:4] == ["NAME", "JOB", "STATE", "KIND"] and " Job " in table, table
     assert kept["status"]["metrics"]["completion_index"] == 0.0, "the result is index 0's termination message"
     assert kept["status"]["value"] == pytest.approx(1.0)
     assert pruned["status"]["state"] == "Pruned" and pruned["status"]["reason"] == "PrunedByPruner"
