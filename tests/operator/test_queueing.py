@@ -34,14 +34,19 @@ def test_a_queued_kubeflow_job_is_suspended_through_its_run_policy() -> None:
     assert queued["spec"]["runPolicy"] == {"suspend": True} and suspended(queued)
     assert "suspend" not in queued["spec"] and queued["metadata"]["labels"] == {QUEUE_LABEL: "gpus"}
     assert not suspended(pytorch_job())
+    listed = {key: value for key, value in queued.items() if key not in ("kind", "apiVersion")}
+    seen = admission_wait(listed, "gpus")
+    assert seen is not None and seen.message.startswith("training job tj-0-1 waits")
 
 
 def test_a_suspended_queued_job_waits_for_admission_and_an_admitted_or_unqueued_one_does_not() -> None:
     queued = queued_manifest(job(), "gpus")
+    del queued["kind"], queued["apiVersion"]  # as a LIST's items come
     seen = admission_wait(queued, "gpus")
     assert seen is not None
     assert (seen.phase, seen.reason, seen.waiting_for) == (Phase.PENDING, "QueueAdmission", "queue")
-    assert "LocalQueue gpus" in seen.message and "kubectl get workloads -n ns" in seen.message
+    assert seen.message.startswith("Job tj-0-1 waits for Kueue to admit it from LocalQueue gpus")
+    assert "kubectl get workloads -n ns" in seen.message
     queued["spec"]["suspend"] = False  # admitted by Kueue
     assert admission_wait(queued, "gpus") is None
     assert admission_wait({**job(), "spec": {"suspend": True}}, None) is None  # suspended by its author: no queue

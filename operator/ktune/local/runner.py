@@ -123,6 +123,10 @@ class LocalRunner:
         if self.spec.metrics_source.type == "prometheus":
             self.progress.event("note: metricsSource prometheus is for clusters; ktune run scrapes each trial's "
                                 "/metrics directly")
+        resource = self.spec.trial.resource
+        if resource is not None and resource.queue_name is not None:
+            self.progress.event(f"note: spec.trial.queueName {resource.queue_name} is for clusters with Kueue; "
+                                "ktune run starts each trial at once")
         decision: FinishDecision | None = None
         with self._interruptible():
             try:

@@ -18,10 +18,13 @@ QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 QUEUE_ADMISSION = "QueueAdmission"
 
 
-def _suspend_holder(manifest: Mapping[str, Any]) -> tuple[str, ...]:
-    """The path (below the object) of the mapping that holds the kind's `suspend` field."""
-    return ("spec",) if manifest.get("kind") == "Job" and manifest.get("apiVersion") == "batch/v1" \
-        else ("spec", "runPolicy")
+def _suspend_holder(obj: Mapping[str, Any]) -> tuple[str, ...]:
+    """The path (below the object) of the mapping that holds the kind's `suspend` field: a Kubeflow job's spec has
+    replica specs (`pytorchReplicaSpecs`, ...), a Job's has none. Read from the spec because a LIST's items carry
+    no `kind`."""
+    spec = obj.get("spec") or {}
+    kubeflow = any(isinstance(key, str) and key.endswith("ReplicaSpecs") for key in spec)
+    return ("spec", "runPolicy") if kubeflow else ("spec",)
 
 
 def queued_manifest(manifest: Mapping[str, Any], queue_name: str | None) -> dict[str, Any]:
@@ -52,7 +55,8 @@ def admission_wait(obj: Mapping[str, Any], queue_name: str | None) -> Observatio
     if queue_name is None or not suspended(obj):
         return None
     metadata = obj["metadata"]
+    kind = "Job" if _suspend_holder(obj) == ("spec",) else "training job"
     return Observation(Phase.PENDING, reason=QUEUE_ADMISSION, waiting_for="queue",
-                       message=f"{obj.get('kind')} {metadata['name']} waits for Kueue to admit it from LocalQueue "
+                       message=f"{kind} {metadata['name']} waits for Kueue to admit it from LocalQueue "
                                f"{queue_name} (suspended until its ClusterQueue has quota; `kubectl get workloads "
                                f"-n {metadata.get('namespace')}` says why)")

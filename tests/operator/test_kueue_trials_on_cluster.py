@@ -1,0 +1,166 @@
+"""Trials queued in Kueue (`spec.trial.queueName`) on the real control plane with Kueue's real controller: a
+ClusterQueue with quota for 2 GPUs admits the 1-GPU Job trials of a job with parallelism 4 two at a time; the
+others wait Pending (reason QueueAdmission) without being timed out or counting hours, and all succeed."""
+
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+
+from tests.cluster.controlplane import Cluster
+from tests.operator.operator_harness import OperatorProcess, apply, stand_in_job, trials_of, wait_finished
+
+pytestmark = pytest.mark.cluster
+
+KUEUE_GROUP, KUEUE_VERSION = "kueue.x-k8s.io", "v1beta2"
+GPU_QUOTA = 2
+TRIALS = 4
+SERIALIZE = kubernetes.client.ApiClient()
+STEPS, STEP_SECONDS = 6, 1.0  # a trial runs 6 s or more: the queued ones wait at least that long
+
+
+def kueue_object(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": f"{KUEUE_GROUP}/{KUEUE_VERSION}", "kind": kind, "metadata": {"name": name}, "spec": spec}
+
+
+@pytest.fixture
+def local_queue(cluster: Cluster, kueue: object, namespace: str) -> Iterator[str]:
+    """A LocalQueue `gpu-trials` in the test's namespace whose ClusterQueue has quota for GPU_QUOTA GPUs."""
+    custom = kubernetes.client.CustomObjectsApi(cluster.api)
+    flavor, cluster_queue = f"{namespace}-flavor", f"{namespace}-gpus"
+    custom.create_cluster_custom_object(KUEUE_GROUP, KUEUE_VERSION, "resourceflavors",
+                                        kueue_object("ResourceFlavor", flavor, {}))
+    quota = {"name": "nvidia.com/gpu", "nominalQuota": GPU_QUOTA}
+    custom.create_cluster_custom_object(KUEUE_GROUP, KUEUE_VERSION, "clusterqueues", kueue_object(
+        "ClusterQueue", cluster_queue, {"namespaceSelector": {}, "resourceGroups": [
+            {"coveredResources": ["nvidia.com/gpu"], "flavors": [{"name": flavor, "resources": [quota]}]}]}))
+    custom.create_namespaced_custom_object(KUEUE_GROUP, KUEUE_VERSION, namespace, "localqueues", kueue_object(
+        "LocalQueue", "gpu-trials", {"clusterQueue": cluster_queue}))
+    yield "gpu-trials"
+    custom.delete_cluster_custom_object(KUEUE_GROUP, KUEUE_VERSION, "clusterqueues", cluster_queue)
+    custom.delete_cluster_custom_object(KUEUE_GROUP, KUEUE_VERSION, "resourceflavors", flavor)
+
+
+def queued_job(name: str, namespace: str, queue: str) -> dict[str, Any]:
+    """The stand-in trainer's TuningJob whose trials are 1-GPU Jobs (nothing else requested) in `queue`."""
+    job = stand_in_job(name, namespace, args=["--steps", str(STEPS), "--step-seconds", str(STEP_SECONDS)],
+                       budget={"maxTrials": TRIALS, "parallelism": TRIALS})
+    template = job["spec"]["trial"].pop("template")
+    template["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/gpu": "1"}}
+    job["spec"]["trial"]["resource"] = {"apiVersion": "batch/v1", "kind": "Job",
+                                        "spec": {"parallelism": 1, "template": template}}
+    job["spec"]["trial"]["queueName"] = queue
+    return job
+
+
+class Watcher:
+    """Follows one kind of object in a thread (`list_call(*args)` lists them) and folds every change into `fold`."""
+
+    def __init__(self, fold: Callable[[dict[str, Any]], None], list_call: Callable[..., Any], *args: Any) -> None:
+        self.stopped = threading.Event()
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, args=(fold, list_call, args), daemon=True)
+        self.thread.start()
+
+    def _run(self, fold: Callable[[dict[str, Any]], None], list_call: Callable[..., Any],
+             args: tuple[Any, ...]) -> None:
+        try:
+            version = None
+            while not self.stopped.is_set():
+                stream = kubernetes.watch.Watch().stream(list_call, *args, timeout_seconds=2,
+                                                         **({"resource_version": version} if version else {}))
+                for event in stream:
+                    obj = event["object"]  # a typed object (pods, Jobs) or a dict (custom objects)
+                    obj = obj if isinstance(obj, dict) else SERIALIZE.sanitize_for_serialization(obj)
+                    version = obj["metadata"]["resourceVersion"]
+                    fold(obj)
+        except BaseException as error:  # reported by the test thread
+            self.errors.append(error)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=10)
+        assert not self.errors, self.errors
+
+
+def seconds(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def test_a_cluster_queue_of_two_gpus_runs_four_queued_one_gpu_trials_two_at_a_time_and_all_succeed(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, local_queue: str, tmp_path: Path
+):
+    core = kubernetes.client.CoreV1Api(cluster.api)
+    batch = kubernetes.client.BatchV1Api(cluster.api)
+    custom = kubernetes.client.CustomObjectsApi(cluster.api)
+    running_pods: set[str] = set()
+    unsuspended_jobs: set[str] = set()
+    most = {"pods": 0, "jobs": 0}
+    pending: dict[str, dict[str, Any]] = {}  # Trial name -> its status when first seen Pending
+    states: dict[str, list[str | None]] = {}  # Trial name -> every state seen, for the failure message
+    suspends: dict[str, list[bool | None]] = {}  # Job name -> every spec.suspend seen
+    lock = threading.Lock()
+
+    def fold_pod(pod: dict[str, Any]) -> None:
+        with lock:
+            name, phase = pod["metadata"]["name"], (pod.get("status") or {}).get("phase")
+            (running_pods.add if phase == "Running" else running_pods.discard)(name)
+            most["pods"] = max(most["pods"], len(running_pods))
+
+    def fold_job(job: dict[str, Any]) -> None:
+        with lock:
+            spec, status = job["spec"], job.get("status") or {}
+            suspends.setdefault(job["metadata"]["name"], []).append(spec.get("suspend"))
+            ended = any(c["type"] in ("Complete", "Failed") and c["status"] == "True"
+                        for c in status.get("conditions") or [])
+            holding = spec.get("suspend") is False and not ended and not job["metadata"].get("deletionTimestamp")
+            (unsuspended_jobs.add if holding else unsuspended_jobs.discard)(job["metadata"]["name"])
+            most["jobs"] = max(most["jobs"], len(unsuspended_jobs))
+
+    def fold_trial(trial: dict[str, Any]) -> None:
+        status = trial.get("status") or {}
+        with lock:
+            states.setdefault(trial["metadata"]["name"], []).append(status.get("state"))
+            if status.get("state") == "Pending":
+                pending.setdefault(trial["metadata"]["name"], status)
+
+    watchers = [Watcher(fold_pod, core.list_namespaced_pod, namespace),
+                Watcher(fold_job, batch.list_namespaced_job, namespace),
+                Watcher(fold_trial, custom.list_namespaced_custom_object, "ktune.dev", "v1alpha1", namespace, "trials")]
+    try:
+        apply(cluster, queued_job("queued", namespace, local_queue))
+        finished = wait_finished(cluster, namespace, "queued", 300, operator)
+    finally:
+        for watcher in watchers:
+            watcher.stop()
+
+    assert finished["status"]["phase"] == "Succeeded", finished["status"]
+    trials = trials_of(cluster, namespace, "queued")
+    assert sorted(trials) == list(range(TRIALS))
+    assert [t["status"]["state"] for t in trials.values()] == ["Succeeded"] * TRIALS
+    assert all(t["status"]["attempts"] == 1 for t in trials.values()), "waiting in the queue is no failure"
+    # Kueue, not ktune's parallelism (4), held the trials back: at most 2 admitted Jobs, 2 running pods at once.
+    assert 1 <= most["pods"] <= GPU_QUOTA and 1 <= most["jobs"] <= GPU_QUOTA, most
+    assert pending, f"no trial was seen waiting for admission: Trial states {states}, Job suspends {suspends}"
+    for status in pending.values():
+        assert status["reason"] == "QueueAdmission" and "LocalQueue gpu-trials" in status["message"], status
+    # A queued trial's wait (at least one trial's run, 6 s) is not in its hours: its startTime moved past the
+    # Trial's creation by about that much (times have 1 s precision).
+    by_name = {t["metadata"]["name"]: t for t in trials.values()}
+    waits = {name: seconds(by_name[name]["status"]["startTime"])
+             - seconds(by_name[name]["metadata"]["creationTimestamp"]) for name in pending}
+    assert max(waits.values()) >= STEPS * STEP_SECONDS / 2, waits
+
+
+def test_the_crd_refuses_a_queue_name_for_a_pod_trial_with_the_fix(cluster: Cluster, namespace: str,
+                                                                    operator_kubeconfig: Path):
+    job = stand_in_job("podqueued", namespace)
+    job["spec"]["trial"]["queueName"] = "gpu-trials"
+    with pytest.raises(Exception) as refused:
+        apply(cluster, job)
+    assert "queueName needs resource" in str(refused.value)
+    assert "use a batch/v1 Job with parallelism 1 as spec.trial.resource" in str(refused.value)
