@@ -3,7 +3,8 @@
 Run as `python -m tests.cluster.node_agent --kubeconfig K --node-name N --workdir D` (the `node_agent`
 fixture does this as a subprocess, so a test can kill it to simulate losing the node). It:
 
-- registers a Ready Node with capacity/allocatable cpu, memory, pods and nvidia.com/gpu, and keeps its
+- registers a Ready Node with capacity/allocatable cpu, memory, ephemeral-storage, pods and nvidia.com/gpu
+  (ephemeral-storage as a kubelet reports its disk: Kubeflow's MPIJob launcher requests 5Gi), and keeps its
   Lease in kube-node-lease (and the Ready condition's heartbeat) fresh;
 - binds Pending pods without a node through the Binding subresource when their requests fit (and their
   nodeSelector matches); a pod that does not fit gets PodScheduled=False/Unschedulable;
@@ -813,13 +814,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cpu", default="8")
     parser.add_argument("--memory", default="32Gi")
     parser.add_argument("--pods", default="110")
+    parser.add_argument("--ephemeral-storage", default="100Gi")
     parser.add_argument("--gpus", default="0", help="nvidia.com/gpu capacity")
     parser.add_argument("--ip-octet", type=int, default=10, help="pod IPs are 127.<ip-octet>.x.y")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("urllib3").setLevel(logging.ERROR)  # connection retries while the API server restarts
     api = kubernetes.config.new_client_from_config(config_file=args.kubeconfig)
-    capacity = {"cpu": args.cpu, "memory": args.memory, "pods": args.pods, "nvidia.com/gpu": args.gpus}
+    capacity = {"cpu": args.cpu, "memory": args.memory, "ephemeral-storage": args.ephemeral_storage, "pods": args.pods,
+                "nvidia.com/gpu": args.gpus}
     agent = NodeAgent(api, args.node_name, args.workdir, capacity, args.ip_octet)
 
     def stop(signum: int, _frame: Any) -> None:
