@@ -92,8 +92,8 @@ def test_hour_budgets_must_be_positive_and_readable(make_spec: Callable[..., Job
         make_spec(budget={"maxGpuHours": 0, "maxCpuHours": "1e-5"})
     assert error.value.problems == [
         "spec.budget.maxGpuHours: must be > 0 hours (got 0)",
-        "spec.budget.maxCpuHours: must be a finite number (got '1e-5'); YAML reads it as a string, "
-        "write 1.0e-5 rather than 1e-5",
+        "spec.budget.maxCpuHours: must be a finite number (got '1e-5'); it is quoted, so YAML reads a string: "
+        "write the number without quotes",
     ]
     with pytest.raises(SpecError) as error:
         make_spec(budget={"maxGpuHours": 2.0})

@@ -10,6 +10,7 @@ from ktune.algorithms import load_tuningjob
 from ktune.cli.katib import KatibError, convert_experiment, import_katib
 from ktune.log_metrics import LogParser
 from ktune.metrics import TrialMetrics
+from ktune.spec import kube_yaml
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("*.yaml"))
 
@@ -155,3 +156,14 @@ def test_a_pod_trial_converts_and_other_kinds_are_refused():
     experiment["spec"]["trialTemplate"]["trialSpec"] = {"apiVersion": "kubeflow.org/v1", "kind": "TFJob", "spec": {}}
     with pytest.raises(KatibError, match=r"kubeflow\.org/v1 TFJob cannot be converted"):
         convert_experiment(experiment)
+
+
+def test_choices_kubectl_would_misread_stay_strings_in_the_tuningjob_written(tmp_path):
+    """The output is read as kubectl reads it: `y`, `0o17` and `1e-5` must be quoted to stay strings."""
+    text = (Path(__file__).parent / "fixtures" / "bayesianoptimization.yaml").read_text()
+    path = tmp_path / "experiment.yaml"
+    path.write_text(text.replace("[sgd, adam, ftrl]", '["y", "0o17", "1e-5"]'))
+    out = io.StringIO()
+    assert import_katib(str(path), out, io.StringIO()) == 0
+    choices = {p.name: p for p in load_tuningjob(kube_yaml.load(out.getvalue())).spec.parameters}["optimizer"]
+    assert list(choices.choices) == ["y", "0o17", "1e-5"]

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ktune.algorithms import load_tuningjob, validate_tuningjob
-from ktune.spec import SpecError
+from ktune.spec import SpecError, kube_yaml
 
 CORPUS = Path(__file__).parents[1] / "fixtures" / "tuningjobs"
 VALID = sorted((CORPUS / "valid").glob("*.yaml"))
@@ -30,8 +29,8 @@ def test_the_corpus_holds_enough_distinct_invalid_specs() -> None:
 @pytest.mark.parametrize("path", VALID, ids=lambda p: p.stem)
 def test_valid_example_loads_without_problems(path: Path) -> None:
     job = load_tuningjob(path)
-    assert job.name == yaml.safe_load(path.read_text())["metadata"]["name"]
-    assert validate_tuningjob(yaml.safe_load(path.read_text())) == []
+    assert job.name == kube_yaml.load(path.read_text())["metadata"]["name"]
+    assert validate_tuningjob(kube_yaml.load(path.read_text())) == []
 
 
 @pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
@@ -43,6 +42,6 @@ def test_invalid_spec_is_refused_with_its_stated_reason(path: Path) -> None:
 
 @pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
 def test_invalid_spec_is_a_full_kubernetes_object(path: Path) -> None:
-    obj = yaml.safe_load(path.read_text())
+    obj = kube_yaml.load(path.read_text())
     assert obj["apiVersion"].startswith("ktune.dev/") and obj["kind"]
     assert set(obj) <= {"apiVersion", "kind", "metadata", "spec"}

@@ -6,15 +6,14 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ktune.algorithms import load_tuningjob
-from ktune.spec import SpecError, TuningJob
+from ktune.spec import SpecError, TuningJob, kube_yaml
 
 CORPUS = Path(__file__).parents[1] / "fixtures" / "tuningjobs"
-VALID_OBJECTS = [yaml.safe_load(path.read_text()) for path in sorted((CORPUS / "valid").glob("*.yaml"))]
+VALID_OBJECTS = [kube_yaml.load(path.read_text()) for path in sorted((CORPUS / "valid").glob("*.yaml"))]
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=80)
 json_values = st.recursive(

@@ -17,6 +17,7 @@ from ktune.algorithms.options import IGNORED_OPTIONS
 from ktune.cli.katib_collector import metrics_source
 from ktune.contract import API_GROUP, API_VERSION, TUNINGJOB_KIND, param_env_name
 from ktune.log_metrics import metric_name
+from ktune.spec import kube_yaml
 
 KATIB_API_VERSION = "kubeflow.org/v1beta1"
 
@@ -360,7 +361,7 @@ def import_katib(path: str, out: TextIO, err: TextIO) -> int:
     """
     try:
         with open(path, encoding="utf-8") as handle:
-            experiment = yaml.safe_load(handle)
+            experiment = kube_yaml.load(handle)
         conversion = convert_experiment(experiment)
     except (OSError, yaml.YAMLError) as exc:
         err.write(f"ktune import-katib: {path}: cannot read: {exc}\n")
@@ -368,7 +369,7 @@ def import_katib(path: str, out: TextIO, err: TextIO) -> int:
     except KatibError as exc:
         err.write(f"ktune import-katib: {path}: {exc}\n")
         return 2
-    out.write(yaml.safe_dump(conversion.tuningjob, sort_keys=False))
+    out.write(kube_yaml.dump(conversion.tuningjob))
     for note in conversion.notes:
         err.write(f"ktune import-katib: not carried over as is: {note}\n")
     for refusal in conversion.refused:

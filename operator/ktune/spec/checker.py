@@ -56,13 +56,13 @@ def article(word: str) -> str:
 
 
 def type_hint(value: Any) -> str:
-    """Why a value that looks like a number is not one (YAML 1.1 reads `1e-5` as a string)."""
+    """Why a value that looks like a number is not one: it was quoted (kubectl's YAML reads `1e-5` as a number)."""
     if isinstance(value, str):
         try:
             float(value)
         except ValueError:
             return ""
-        return "; YAML reads it as a string, write 1.0e-5 rather than 1e-5"
+        return "; it is quoted, so YAML reads a string: write the number without quotes"
     return ""
 
 

@@ -1,5 +1,7 @@
 """Loading a TuningJob: read the YAML, run every check, fill the defaults, return the typed model.
 
+The YAML is read as kubectl reads it (`ktune.spec.kube_yaml`), so a file means locally what it means on a cluster.
+
 Every problem in the input is collected and raised at once as a `SpecError` whose lines read
 `spec.path[i].field: rule (got X)`. The loader takes the sampler and pruner rules as an argument
 (see `ktune.spec.algorithm_rules`); callers use `ktune.algorithms.load_tuningjob`, bound to them.
@@ -14,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from ktune.spec import kube_yaml
 from ktune.spec.algorithm_rules import AlgorithmRules
 from ktune.spec.checker import Checker, show
 from ktune.spec.fields import (
@@ -124,7 +127,7 @@ def _yaml_error_text(error: yaml.YAMLError) -> str:
 def _read_yaml(path: str | os.PathLike[str]) -> Any:
     try:
         with open(path, encoding="utf-8") as stream:
-            documents = [doc for doc in yaml.safe_load_all(stream) if doc is not None]
+            documents = kube_yaml.load_all(stream)
     except OSError as error:
         raise SpecError([f"{os.fspath(path)}: cannot read: {error.strerror or error}"]) from None
     except UnicodeDecodeError as error:
