@@ -34,8 +34,8 @@ import kopf
 from ktune import contract
 from ktune.operator.cluster import AlreadyExists, Conflict, KubeCluster
 from ktune.operator.election import LeaseElection, NotLeading, exit_on_lost_lease
-from ktune.operator.liveness import Liveness
 from ktune.operator.job_backend import trial_job_milestone
+from ktune.operator.liveness import Liveness
 from ktune.operator.pod_cache import PodCache
 from ktune.operator.reconcile import JobReconciler
 from ktune.operator.settings import OperatorSettings
