@@ -14,6 +14,15 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "ktune"
 NON_DEFAULT_VALUES = Path(__file__).resolve().parent / "values-non-default.yaml"
 RELEASE = "ktune"
+VAP_API = "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy"
+
+
+def cluster_capabilities() -> tuple[str, ...]:
+    """`helm template` flags for the test cluster: its Kubernetes version (versions.env) and the admission policy's
+    API, which it serves. Without them helm renders for Kubernetes v1.20, below the chart's kubeVersion."""
+    pins = dict(line.split("=", 1) for line in (REPO / "tests" / "cluster" / "versions.env").read_text().splitlines()
+                if "=" in line and not line.startswith("#"))
+    return ("--kube-version", pins["KUBERNETES_VERSION"], "--api-versions", VAP_API)
 
 
 def helm_path() -> str:
@@ -26,6 +35,9 @@ def helm_path() -> str:
 
 
 def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run helm; `helm template` renders for the test cluster unless `args` name a --kube-version."""
+    if args[:1] == ("template",) and "--kube-version" not in args:
+        args = (*args, *cluster_capabilities())
     result = subprocess.run([helm_path(), *args], capture_output=True, text=True, timeout=120, check=False)
     if check and result.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} exited {result.returncode}:\n{result.stderr}{result.stdout}")

@@ -20,7 +20,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from ktune import __version__
-from tests.chart.helm import CHART, NON_DEFAULT_VALUES
+from tests.chart.helm import CHART, NON_DEFAULT_VALUES, cluster_capabilities
 from tests.cluster.controlplane import Cluster, NodeAgentProcess, free_port
 from tests.operator.operator_harness import apply, get, stand_in_job, wait_finished, wait_for
 
@@ -31,7 +31,8 @@ RELEASE = "ktune-e2e"
 
 
 def rendered(cluster: Cluster, namespace: str, *values: str) -> str:
-    return cluster.helm("template", RELEASE, str(CHART), "--namespace", namespace, "--include-crds", *values).stdout
+    return cluster.helm("template", RELEASE, str(CHART), "--namespace", namespace, "--include-crds", *values,
+                        *cluster_capabilities()).stdout
 
 
 def ensure_namespaces(cluster: Cluster, names: list[str]) -> None:

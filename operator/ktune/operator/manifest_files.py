@@ -132,6 +132,10 @@ def manifests_admission_policy() -> str:
             + policy_documents(f"ktune-{ADMISSION_POLICY_NAME}", STATIC_LABELS))
 
 
+ADMISSION_POLICY_API = "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy"
+"""What the cluster must serve for the chart to render the admission policy (`.Capabilities.APIVersions.Has`)."""
+
+
 def chart_admission_policy() -> str:
     return ("{{/* " + HEADER + " */}}\n"
             # The operator cannot tell who wrote a job: reading other namespaces is safe only with this policy.
@@ -140,7 +144,13 @@ def chart_admission_policy() -> str:
             "job's author may read the TuningJobs and Trials it warm-starts from; without it anyone could read "
             'other namespaces\' results through the operator" }}\n'
             "{{- end }}\n"
-            "{{- if .Values.admissionPolicy.enabled }}\n"
+            # Served from Kubernetes 1.30; on 1.29 the chart installs without it and NOTES.txt says so.
+            '{{- $served := .Capabilities.APIVersions.Has "' + ADMISSION_POLICY_API + '" }}\n'
+            "{{- if and .Values.settings.crossNamespaceWarmStart (not $served) }}\n"
+            '{{- fail "settings.crossNamespaceWarmStart needs the admission policy, and this cluster does not serve '
+            + ADMISSION_POLICY_API + ' (Kubernetes 1.30+)" }}\n'
+            "{{- end }}\n"
+            "{{- if and .Values.admissionPolicy.enabled $served }}\n"
             '{{- $name := printf "%s-' + ADMISSION_POLICY_NAME + '" (include "ktune.fullname" .) }}\n'
             + comment(ADMISSION_POLICY_WHY)
             + policy_documents("{{ $name }}", CHART_LABELS)
