@@ -134,11 +134,24 @@ def test_an_operator_sigkilled_while_job_trials_run_adopts_their_jobs_and_runs_e
     assert starts == ["0", "0", "1", "1", "2", "2", "3", "3"], "each trial's Job ran its 2 pods once"
 
 
+KUBEFLOW_KINDS = "kubeflow.org/v1 PyTorchJob, kubeflow.org/v1 TFJob, kubeflow.org/v1 MPIJob, kubeflow.org/v1 XGBoostJob"
+MASTER = {"template": {"spec": {"containers": [{"name": "pytorch", "image": "example.com/trainer:1"}]}}}
+
+
 @pytest.mark.parametrize("change, message", [
-    ({"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob"},
-     "unsupported kind: a trial resource is one of: batch/v1 Job"),
+    ({"apiVersion": "kubeflow.org/v1", "kind": "MXJob"},
+     f"unsupported kind: a trial resource is one of: batch/v1 Job, {KUBEFLOW_KINDS}"),
     ({"spec": {"parallelism": 0, "template": {}}}, "spec.trial.resource.spec.parallelism: Invalid value: 0"),
     ({"spec": {"completionMode": "Indexed"}}, "spec.trial.resource.spec.template: Required value"),
+    ({"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "spec": {"runPolicy": {}}},
+     "spec.trial.resource.spec.pytorchReplicaSpecs: Required value"),
+    ({"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+      "spec": {"pytorchReplicaSpecs": {"Master": MASTER, "Worker": {**MASTER, "replicas": 0}}}},
+     "spec.trial.resource.spec.pytorchReplicaSpecs.Worker.replicas: Invalid value: 0"),
+    ({"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "spec": {"pytorchReplicaSpecs": {"Worker": {}}}},
+     "spec.trial.resource.spec.pytorchReplicaSpecs.Worker.template: Required value"),
+    ({"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "spec": {"pytorchReplicaSpecs": {"Chief": MASTER}}},
+     "replica types of a PyTorchJob are Master, Worker"),
 ])
 def test_the_api_server_refuses_a_bad_trial_resource_with_the_reason(cluster: Cluster, operator_kubeconfig: Path,
                                                                      namespace: str, change: dict[str, Any],
@@ -148,3 +161,26 @@ def test_the_api_server_refuses_a_bad_trial_resource_with_the_reason(cluster: Cl
     job["spec"]["trial"]["resource"].update(change)
     result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(job), check=False)
     assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("trial_change, message", [
+    ({"primaryPod": {}}, "needs matchLabels or matchExpressions: an empty selector selects every pod"),
+    ({"primaryPod": {"matchExpressions": [{"key": "role", "operator": "In"}]}},
+     "values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist"),
+    ({"primaryPod": {"matchExpressions": [{"key": "role", "operator": "Equals", "values": ["a"]}]}},
+     'spec.trial.primaryPod.matchExpressions[0].operator: Unsupported value: "Equals"'),
+])
+def test_the_api_server_refuses_a_bad_primary_pod_selector(cluster: Cluster, operator_kubeconfig: Path,
+                                                           namespace: str, trial_change: dict[str, Any], message: str):
+    job = indexed_job("refused", namespace)
+    job["spec"]["trial"].update(trial_change)
+    result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(job), check=False)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+def test_the_api_server_refuses_primary_pod_without_resource(cluster: Cluster, operator_kubeconfig: Path,
+                                                             namespace: str):
+    job = stand_in_job("refused", namespace)
+    job["spec"]["trial"]["primaryPod"] = {"matchLabels": {"training.kubeflow.org/replica-type": "master"}}
+    result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(job), check=False)
+    assert result.returncode != 0 and "primaryPod needs resource" in result.stderr, result.stderr

@@ -66,8 +66,7 @@ def test_a_pod_trial_is_one_pod_without_a_resource() -> None:
 @pytest.mark.parametrize("field, value, expected", [
     ("parallelism", 0, "spec.trial.resource.spec.parallelism: must be >= 1 (got 0)"),
     ("completions", 0, "spec.trial.resource.spec.completions: must be >= 1 (got 0)"),
-    ("parallelism", "2", "spec.trial.resource.spec.parallelism: must be an integer (got '2'); YAML reads it "
-                         "as a string"),
+    ("parallelism", "2", "spec.trial.resource.spec.parallelism: must be an integer (got '2'); it is quoted"),
     ("completionMode", "Ranked", "spec.trial.resource.spec.completionMode: must be one of NonIndexed, Indexed "
                                  "(got 'Ranked')"),
     ("backoffLimit", -1, "spec.trial.resource.spec.backoffLimit: must be >= 0 (got -1)"),
@@ -80,9 +79,11 @@ def test_bad_job_fields_are_refused_naming_the_field(field: str, value: Any, exp
 
 def test_an_unsupported_kind_is_refused_with_the_supported_list() -> None:
     raw = indexed()
-    raw["spec"]["trial"]["resource"].update(apiVersion="kubeflow.org/v1", kind="PyTorchJob")
-    assert problems(raw) == ["spec.trial.resource.kind: unsupported kind 'kubeflow.org/v1' 'PyTorchJob': a trial "
-                             "resource is one of: batch/v1 Job (one pod per trial: use spec.trial.template)"]
+    raw["spec"]["trial"]["resource"].update(apiVersion="argoproj.io/v1alpha1", kind="Workflow")
+    assert problems(raw) == ["spec.trial.resource.kind: unsupported kind 'argoproj.io/v1alpha1' 'Workflow': a trial "
+                             "resource is one of: batch/v1 Job, kubeflow.org/v1 PyTorchJob, kubeflow.org/v1 TFJob, "
+                             "kubeflow.org/v1 MPIJob, kubeflow.org/v1 XGBoostJob (one pod per trial: use "
+                             "spec.trial.template)"]
 
 
 def test_a_job_of_another_api_version_is_refused() -> None:

@@ -67,7 +67,7 @@ from ktune.engine.records import (
     dominates,
     finite_metrics,
 )
-from ktune.spec import JobSpec, TrialResources, template_resources
+from ktune.spec import JobSpec, TrialResources, trial_resources
 from ktune.spec.resources import DEFAULT_CPUS
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -81,7 +81,7 @@ class Engine:
                  imported: Sequence[TrialRecord] = ()) -> None:
         self.spec = spec
         try:
-            self._resources = template_resources(spec.trial.template, spec.trial.pods)
+            self._resources = trial_resources(spec.trial)
         except ValueError:
             # Only possible without an hour budget (the spec checks the quantities when one is set): the
             # hours reported are then informational, counted as one CPU and no GPU per trial.

@@ -19,6 +19,9 @@ def local_pods(trial: TrialSpec) -> int:
     resource = trial.resource
     if resource is None:
         return 1
+    if resource.kind != "Job":
+        raise LocalTemplateError([f"spec.trial.resource.kind: `ktune run` cannot run a {resource.api_version} "
+                                  f"{resource.kind} trial locally: run it on a cluster"])
     spec = resource.manifest["spec"]
     completions = spec.get("completions")
     if completions is not None and completions != spec["parallelism"]:

@@ -26,10 +26,11 @@ from ktune.spec.model import (
 )
 from ktune.spec.resources import GPU_RESOURCE, TrialResources, quantity, template_resources
 from ktune.spec.search_space import value_in_space
+from ktune.spec.trial import trial_resources
 
 __all__ = [
     "API_VERSION", "DEFAULTS", "GPU_RESOURCE", "MAX_GRID_POINTS", "AlgorithmRules", "Budget", "JobRef", "JobSpec",
     "MetricsSource", "Objective", "Parameter", "Problems", "PrunerSpec", "SamplerSpec", "SpecError", "TrialResources",
     "TrialSpec", "TuningJob", "WarmStart", "did_you_mean", "load_tuningjob", "quantity", "show", "template_resources",
-    "validate_files", "validate_tuningjob", "value_in_space",
+    "trial_resources", "validate_files", "validate_tuningjob", "value_in_space",
 ]

@@ -27,8 +27,9 @@ from ktune.spec.openapi import (
     pattern,
     string,
 )
+from ktune.spec.resource_kinds import SUPPORTED_KINDS
 from ktune.spec.status_schema import trial_schema, tuningjob_status_schema
-from ktune.spec.trial import SUPPORTED_KINDS
+from ktune.spec.trial_schema import primary_pod_schema, trial_resource_schema
 
 GROUP, VERSION = contract.API_GROUP, contract.API_VERSION
 MAX_PARAMETERS = 64
@@ -84,45 +85,6 @@ def parameter_schema() -> Schema:
         },
         required=["name", "type"],
         **{"x-kubernetes-validations": [{"rule": rule, "message": message} for rule, message in rules]},
-    )
-
-
-def trial_resource_schema() -> Schema:
-    """`spec.trial.resource`: only the kinds in `RESOURCE_KINDS`; a Job's spec needs a pod template."""
-    kinds = " || ".join(f"(self.apiVersion == '{api_version}' && self.kind == '{kind}')"
-                        for api_version, kind in spec.RESOURCE_KINDS)
-    job_spec = obj(
-        "The Job's spec. ktune sets backoffLimit 0 unless given (retries re-create the whole Job) and the pod "
-        "template's restartPolicy Never.",
-        {
-            "parallelism": integer("Pods that run at once: each requests the template's resources (hours count "
-                                   "every one).", minimum=1),
-            "completions": integer("Pods that must succeed (Indexed: one per index 0..completions-1).", minimum=1),
-            "completionMode": string("Indexed: each pod gets JOB_COMPLETION_INDEX, index 0 is the metrics pod.",
-                                     enum=list(spec.JOB_COMPLETION_MODES)),
-            "backoffLimit": integer("Failed pods the Job itself retries before it fails (default 0).", minimum=0),
-            "template": free_form("The pod template of every pod of the Job: its first container is the "
-                                  "trainer."),
-        },
-        required=["template"],
-        **{"x-kubernetes-preserve-unknown-fields": True, "x-kubernetes-validations": [
-            {"rule": "!has(self.completionMode) || self.completionMode != 'Indexed' || has(self.completions)",
-             "message": "completions is required with completionMode Indexed"},
-        ]},
-    )
-    return obj(
-        f"A trial of several pods instead of template's one: a resource of one of these kinds: {SUPPORTED_KINDS}. "
-        "Its pods get the contract's variables; the metrics pod is the Job's index 0 (or its first pod).",
-        {
-            "apiVersion": string(f"One of the supported kinds' apiVersion ({SUPPORTED_KINDS})."),
-            "kind": string(f"One of the supported kinds ({SUPPORTED_KINDS})."),
-            "metadata": free_form("Labels and annotations for the resource."),
-            "spec": job_spec,
-        },
-        required=["apiVersion", "kind", "spec"],
-        **{"x-kubernetes-validations": [
-            {"rule": kinds, "message": f"unsupported kind: a trial resource is one of: {SUPPORTED_KINDS}"},
-        ]},
     )
 
 
@@ -209,7 +171,7 @@ def tuningjob_spec_schema(rules: AlgorithmRules) -> Schema:
                 ]},
             ),
             "trial": obj(
-                "How one trial runs: a pod made from template, or a resource of several pods (a batch/v1 Job), "
+                "How one trial runs: a pod made from template, or a resource of several pods (a Job, a Kubeflow job), "
                 "with the trainer contract's variables injected into every container.",
                 {
                     "retries": integer("How often a failed attempt is replaced by a new one (a new pod, or the "
@@ -221,6 +183,7 @@ def tuningjob_spec_schema(rules: AlgorithmRules) -> Schema:
                                           "is the trainer; its termination message carries the final "
                                           "metrics. restartPolicy is always Never: retries are new pods."),
                     "resource": trial_resource_schema(),
+                    "primaryPod": primary_pod_schema(),
                     "queueName": string("Kueue's LocalQueue (in the job's namespace) the trial resources wait in: "
                                         "each is created suspended with the kueue.x-k8s.io/queue-name label, "
                                         "and the trial is Pending (reason QueueAdmission, not timed out, no "
@@ -231,6 +194,8 @@ def tuningjob_spec_schema(rules: AlgorithmRules) -> Schema:
                     {"rule": "has(self.template) != has(self.resource)",
                      "message": "set exactly one of template (a PodTemplateSpec: one pod per trial) or resource "
                                 f"(a trial of several pods, one of: {SUPPORTED_KINDS})"},
+                    {"rule": "!has(self.primaryPod) || has(self.resource)",
+                     "message": "primaryPod needs resource: a template trial is one pod, its own metrics pod"},
                     {"rule": "!has(self.queueName) || has(self.resource)",
                      "message": "queueName needs resource: Kueue queues Jobs, not bare pods; use a batch/v1 Job "
                                 "with parallelism 1 as spec.trial.resource"},

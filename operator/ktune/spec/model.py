@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ktune import contract
+from ktune.spec import resource_kinds
 
 API_VERSION = f"{contract.API_GROUP}/{contract.API_VERSION}"
 # Every default of a TuningJob, in one place. The loader copies these into the manifest it returns.
@@ -105,26 +106,32 @@ class Budget:
 
 
 # The kinds `spec.trial.resource` may be, as (apiVersion, kind); the CRD and `ktune validate` list them.
-RESOURCE_KINDS = (("batch/v1", "Job"),)
+RESOURCE_KINDS = resource_kinds.RESOURCE_KINDS
 JOB_COMPLETION_MODES = ("NonIndexed", "Indexed")
 
 
 @dataclass(frozen=True)
 class TrialResource:
-    """A trial that is a Kubernetes resource of several pods (a `batch/v1` Job) instead of one pod.
+    """A trial that is a Kubernetes resource of several pods (a `batch/v1` Job, a Kubeflow training job) instead
+    of one pod.
 
-    `manifest` is the resource as written (apiVersion, kind, metadata, spec) with its defaults filled; its pod
-    template is also `TrialSpec.template`, so what reads a trial's pod (the contract env, the policy checks, the
-    local runner) reads the same template whichever the trial's kind.
+    `manifest` is the resource as written (apiVersion, kind, metadata, spec) with its defaults filled (a Kubeflow
+    job's replica types in the training-operator's spelling and rank order). Its pod templates are read with
+    `ktune.spec.resource_kinds.pod_templates` and rewritten with `map_pod_templates`; the primary (rank-0)
+    replica's template is also `TrialSpec.template`.
     """
 
     api_version: str
     kind: str
     manifest: dict[str, Any]
     pods: int
-    """How many pods run at once: the Job's parallelism (at most its completions)."""
+    """How many pods one attempt runs at once: a Job's parallelism (at most its completions); the sum of a
+    Kubeflow job's replicas."""
     indexed: bool = False
     """completionMode Indexed: each pod gets JOB_COMPLETION_INDEX; index 0 is the metrics pod."""
+    primary_pod: dict[str, Any] | None = None
+    """LabelSelector of the metrics pod (the one that serves /metrics and writes the result): `primaryPod`, or the
+    kind's default (Indexed Job: index 0; PyTorchJob: the Master; ...). None: a NonIndexed Job's first pod."""
     queue_name: str | None = None
     """`spec.trial.queueName`: Kueue's LocalQueue the resource waits in (created suspended); None: no queue."""
 
@@ -134,13 +141,13 @@ class TrialSpec:
     retries: int
     metrics_port: int
     template: dict[str, Any]
-    """The pod template: `spec.trial.template`, or the resource's pod template."""
+    """The pod template: `spec.trial.template`, or the resource's primary (rank-0) pod template."""
     resource: TrialResource | None = None
     """None: each attempt is one pod made from `template`."""
 
     @property
     def pods(self) -> int:
-        """Pods one attempt runs at once (each requests what `template` requests)."""
+        """Pods one attempt runs at once (`ktune.spec.trial.trial_resources` sums what each requests)."""
         return 1 if self.resource is None else self.resource.pods
 
 
