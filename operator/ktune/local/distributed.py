@@ -1,44 +1,114 @@
-"""A Job trial (`spec.trial.resource`) under `ktune run`: its pods as processes on this machine, all at once.
+"""A trial resource (`spec.trial.resource`) under `ktune run`: its pods as processes on this machine, all at once.
 
-Each process gets what a pod of the Job would (JOB_COMPLETION_INDEX for an Indexed Job) and what torchrun gives
-its workers (WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR=127.0.0.1, MASTER_PORT one free port for the trial), so a
-trainer written for `torchrun` or for an Indexed Job runs unchanged. Rank 0 is the metrics process, as index 0 is
-the metrics pod on a cluster. Only Jobs whose pods all run at once can run here: one that runs its completions in
-waves (completions above parallelism) is refused, naming the fields.
+A Job's pods, or a PyTorchJob's Master (rank 0) and then its Workers (ranks 1..), each become one process running
+its pod template's trainer container. Each process gets what its pod would get on a cluster and what torchrun gives
+its workers (WORLD_SIZE, RANK, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR=127.0.0.1, MASTER_PORT one free port for
+the attempt): JOB_COMPLETION_INDEX for an Indexed Job's pod; for a PyTorchJob's, what its training-operator sets
+(PET_NODE_RANK, PET_NNODES, PET_MASTER_ADDR, PET_MASTER_PORT, PET_NPROC_PER_NODE, PYTHONUNBUFFERED). So a trainer
+written for `torchrun`, an Indexed Job or a PyTorchJob runs unchanged. Rank 0 is the metrics process, as the
+primary pod is on a cluster.
+
+Refused, naming the field: a Job that runs its completions in waves (completions above parallelism), a
+PyTorchJob without a Master or with an elasticPolicy (its pods meet through a rendezvous backend, not a master),
+and the kinds no local process can stand in for (TFJob, MPIJob, XGBoostJob: their own cluster setup).
 """
 
-from ktune.local.processes import LocalTemplateError
+from dataclasses import dataclass
+from typing import Any
+
+from ktune.local.processes import TEMPLATE_PATH, LocalContainer, LocalTemplateError, local_container
 from ktune.spec import TrialSpec
+from ktune.spec.resource_kinds import job_pods, pod_templates, resource_kind
 
-RESOURCE_PATH = "spec.trial.resource.spec"
+RESOURCE_PATH = "spec.trial.resource"
+LOCAL_MASTER_ADDR = "127.0.0.1"
 
 
-def local_pods(trial: TrialSpec) -> int:
-    """How many processes one attempt of the trial runs (1 for a pod trial); LocalTemplateError when `ktune run`
-    cannot run the trial's resource."""
+@dataclass(frozen=True)
+class LocalPod:
+    """One pod of an attempt as `ktune run` runs it: the process of rank `rank`."""
+
+    rank: int
+    path: str
+    """Its pod template, from the TuningJob's root."""
+    template: dict[str, Any]
+    container: str | None = None
+    """The trainer container's name (a Kubeflow kind's required one); None: the first container."""
+
+
+def local_pods(trial: TrialSpec) -> list[LocalPod]:
+    """The processes one attempt of the trial runs, in rank order (one for a pod trial); LocalTemplateError when
+    `ktune run` cannot run the trial's resource."""
     resource = trial.resource
     if resource is None:
-        return 1
-    if resource.kind != "Job":
-        raise LocalTemplateError([f"spec.trial.resource.kind: `ktune run` cannot run a {resource.api_version} "
-                                  f"{resource.kind} trial locally: run it on a cluster"])
+        return [LocalPod(0, TEMPLATE_PATH, trial.template)]
+    kind = resource_kind(resource.manifest)
+    if not kind.runs_locally:
+        raise LocalTemplateError([f"{RESOURCE_PATH}.kind: `ktune run` cannot run a {kind.name} trial as local "
+                                  "processes (its pods need the training-operator's own setup): run it on a "
+                                  "cluster with Kubeflow's training-operator, or make the trial a batch/v1 Job or "
+                                  "a PyTorchJob"])
     spec = resource.manifest["spec"]
+    if kind.replica_key is None:
+        _check_job(spec)
+    else:
+        _check_pytorchjob(spec)
+    pods: list[LocalPod] = []
+    for path, template, replicas in pod_templates(resource.manifest):
+        pods.extend(LocalPod(len(pods), f"{RESOURCE_PATH}.{path}", template, kind.container)
+                    for _ in range(replicas))
+    return pods
+
+
+def local_containers(trial: TrialSpec) -> list[LocalContainer]:
+    """Each rank's trainer container, checked for what `ktune run` can honour."""
+    return [local_container(pod.template, pod.path, pod.container) for pod in local_pods(trial)]
+
+
+def _check_job(spec: dict[str, Any]) -> None:
     completions = spec.get("completions")
     if completions is not None and completions != spec["parallelism"]:
         raise LocalTemplateError([
-            f"{RESOURCE_PATH}.completions: `ktune run` runs every pod of a Job trial at once, as local processes: "
-            f"set completions equal to parallelism (got completions {completions}, parallelism "
+            f"{RESOURCE_PATH}.spec.completions: `ktune run` runs every pod of a Job trial at once, as local "
+            f"processes: set completions equal to parallelism (got completions {completions}, parallelism "
             f"{spec['parallelism']}), or run the job on a cluster"])
-    return int(spec["parallelism"])
+
+
+def _check_pytorchjob(spec: dict[str, Any]) -> None:
+    problems = []
+    if "Master" not in spec["pytorchReplicaSpecs"]:
+        problems.append(f"{RESOURCE_PATH}.spec.pytorchReplicaSpecs.Master: `ktune run` starts rank 0 from the "
+                        "Master replica: add one (replicas 1), or run the job on a cluster")
+    if spec.get("elasticPolicy") is not None:
+        problems.append(f"{RESOURCE_PATH}.spec.elasticPolicy: `ktune run` has no rendezvous backend for elastic "
+                        "training: remove elasticPolicy (ranks meet at the Master), or run the job on a cluster")
+    if problems:
+        raise LocalTemplateError(problems)
 
 
 def distributed_env(trial: TrialSpec, rank: int, master_port: int) -> dict[str, str]:
-    """The variables of process `rank` of a Job trial (none for a pod trial)."""
-    if trial.resource is None:
+    """The variables of process `rank` of a resource trial (none for a pod trial)."""
+    resource = trial.resource
+    if resource is None:
         return {}
-    world = local_pods(trial)
-    variables = {"WORLD_SIZE": str(world), "RANK": str(rank), "LOCAL_RANK": str(rank),
-                 "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(master_port)}
-    if trial.resource.indexed:
-        variables["JOB_COMPLETION_INDEX"] = str(rank)
+    spec = resource.manifest["spec"]
+    kind = resource_kind(resource.manifest)
+    if kind.replica_key is None:
+        world = job_pods(spec)
+        variables = _torchrun_env(world, rank, master_port)
+        if resource.indexed:
+            variables["JOB_COMPLETION_INDEX"] = str(rank)
+        return variables
+    nodes = sum(int(replica["replicas"]) for replica in spec[kind.replica_key].values())
+    nproc = str(spec.get("nprocPerNode", ""))
+    world = nodes * (int(nproc) if nproc.isdigit() else 1)  # the training-operator's WORLD_SIZE: "auto" counts 1
+    variables = {**_torchrun_env(world, rank, master_port), "PET_NODE_RANK": str(rank), "PET_NNODES": str(nodes),
+                 "PET_MASTER_ADDR": LOCAL_MASTER_ADDR, "PET_MASTER_PORT": str(master_port), "PYTHONUNBUFFERED": "1"}
+    if "nprocPerNode" in spec:
+        variables["PET_NPROC_PER_NODE"] = str(spec["nprocPerNode"])
     return variables
+
+
+def _torchrun_env(world: int, rank: int, master_port: int) -> dict[str, str]:
+    return {"WORLD_SIZE": str(world), "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(world),
+            "MASTER_ADDR": LOCAL_MASTER_ADDR, "MASTER_PORT": str(master_port)}

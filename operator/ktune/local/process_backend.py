@@ -4,19 +4,20 @@ What the trial lifecycle (`ktune.trials.driver`) needs of a backend, for process
 the contract's environment, say whether it runs or how it ended, scrape its `/metrics` page, stop it
 (SIGTERM, then SIGKILL once its grace period is over, as the kubelet would).
 
-A Job trial runs one process per pod (`ktune.local.distributed`): rank 0 is the attempt's process above (its
-metrics, its result); the other ranks are its `workers`, started, stopped and killed with it. The attempt
-succeeds when every rank exited 0 and fails at the first rank that did not (the others are then stopped, as
-the Job controller stops a failed Job's pods).
+A resource trial (a Job, a PyTorchJob) runs one process per pod (`ktune.local.distributed`), each from its own
+pod template's container: rank 0 is the attempt's process above (its metrics, its result); the other ranks are
+its `workers`, started, stopped and killed with it. The attempt succeeds when every rank exited 0 and fails at
+the first rank that did not (the others are then stopped, as the Job controller or the training-operator stops a
+failed job's pods).
 """
 
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ktune.engine import TrialRecord
-from ktune.local.distributed import distributed_env, local_pods
+from ktune.local.distributed import distributed_env
 from ktune.local.log_file import LogFileMetrics
 from ktune.local.processes import (
     LOCAL_METRICS_HOST,
@@ -40,16 +41,17 @@ SCRAPE_TIMEOUT_SECONDS = 2.0
 class ProcessBackend:
     """Trial attempts as local processes (one at a time per trial)."""
 
-    def __init__(self, job_name: str, container: LocalContainer, directory: RunDirectory, grace_period: float,
-                 logs: LogFileMetrics | None = None, trial: TrialSpec | None = None):
-        """`logs`: read metrics from each process's output (`metricsSource: logs`) instead of its `/metrics`;
-        `trial`: the job's trial, for a Job trial's processes (None: one process per attempt)."""
+    def __init__(self, job_name: str, containers: Sequence[LocalContainer], directory: RunDirectory,
+                 grace_period: float, logs: LogFileMetrics | None = None, trial: TrialSpec | None = None):
+        """`containers`: each rank's trainer container (one for a pod trial; `ktune.local.distributed`);
+        `logs`: read metrics from each process's output (`metricsSource: logs`) instead of its `/metrics`;
+        `trial`: the job's trial, for a resource trial's distributed variables (None: one process per attempt)."""
         self.trial = trial
-        self.pods = local_pods(trial) if trial is not None else 1
+        self.containers = list(containers)
+        self.pods = len(self.containers)
         self.workers: dict[int, list[TrialProcess]] = {}  # trial number -> its current attempt's ranks 1..
         self.logs = logs
         self.job_name = job_name
-        self.container = container
         self.directory = directory
         self.grace_period = grace_period
         self.processes: dict[int, TrialProcess] = {}  # trial number -> its current attempt
@@ -75,10 +77,11 @@ class ProcessBackend:
         port = self._free_port()
         result_path = trial_dir / f"result{suffix}.json"
         contract_vars = local_trial_env(contract_env(self.job_name, record.number, record.params), port, result_path)
-        variables = trial_variables(self.container, contract_vars)
+        container = self.containers[rank]
+        variables = trial_variables(container, contract_vars)
         if self.trial is not None:
             variables.update(distributed_env(self.trial, rank, master_port))
-        argv = trial_argv(self.container, variables)
+        argv = trial_argv(container, variables)
         process = TrialProcess(record.number, attempt, port, result_path, trial_dir / f"log{suffix}.txt")
         try:
             process.start(argv, process_environment(variables), cwd=Path.cwd())

@@ -1,4 +1,5 @@
-"""One trial attempt as a local process, started from the trial template's first container.
+"""One trial attempt as a local process, started from the trial template's first container (a Kubeflow
+replica's: the container its training-operator requires, e.g. `pytorch`).
 
 `command` and `args` are expanded with Kubernetes' `$(VAR)` rules against the container's
 environment (the contract variables first, then the container's own `env`, in order), exactly
@@ -23,7 +24,7 @@ from typing import IO, Any
 from ktune import contract
 from ktune.local.expansion import expand, expand_env
 
-CONTAINER_PATH = "spec.trial.template.spec.containers[0]"
+TEMPLATE_PATH = "spec.trial.template"
 LOCAL_METRICS_HOST = "127.0.0.1"
 
 
@@ -37,48 +38,54 @@ class LocalTemplateError(ValueError):
 
 @dataclass(frozen=True)
 class LocalContainer:
-    """What of the first container a local process honours: its command line and plain env values."""
+    """What of the trainer container a local process honours: its command line and plain env values."""
 
     command: tuple[str, ...]
     args: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
+    path: str = f"{TEMPLATE_PATH}.spec.containers[0]"
+    """Where it is in the TuningJob, for messages."""
 
 
-def local_container(template: Mapping[str, Any]) -> LocalContainer:
-    """The trial template's first container, checked for what `ktune run` can honour."""
+def local_container(template: Mapping[str, Any], path: str = TEMPLATE_PATH, name: str | None = None) -> LocalContainer:
+    """The pod template at `path`'s trainer container (the one named `name`, else the first), checked for what
+    `ktune run` can honour."""
     spec = template.get("spec")
     containers = spec.get("containers") if isinstance(spec, Mapping) else None
     if not isinstance(containers, list) or not containers or not isinstance(containers[0], Mapping):
-        raise LocalTemplateError(["spec.trial.template.spec.containers: needs at least one container"])
-    container = containers[0]
+        raise LocalTemplateError([f"{path}.spec.containers: needs at least one container"])
+    index = next((i for i, each in enumerate(containers) if isinstance(each, Mapping) and each.get("name") == name),
+                 0)
+    container, where_container = containers[index], f"{path}.spec.containers[{index}]"
     problems: list[str] = []
     command = container.get("command") or ()
     if not command:
         problems.append(
-            f"{CONTAINER_PATH}.command: required by `ktune run` (a local process has no image entrypoint); "
+            f"{where_container}.command: required by `ktune run` (a local process has no image entrypoint); "
             "give the trainer's command, e.g. [ktune-trainer, train]"
         )
     if container.get("envFrom"):
-        problems.append(f"{CONTAINER_PATH}.envFrom: not supported by `ktune run`; list plain `env` values instead")
+        problems.append(f"{where_container}.envFrom: not supported by `ktune run`; list plain `env` values instead")
     env: list[tuple[str, str]] = []
-    for index, entry in enumerate(container.get("env") or []):
-        where = f"{CONTAINER_PATH}.env[{index}]"
-        name = entry.get("name") if isinstance(entry, Mapping) else None
-        if not isinstance(name, str) or not name:
+    for position, entry in enumerate(container.get("env") or []):
+        where = f"{where_container}.env[{position}]"
+        env_name = entry.get("name") if isinstance(entry, Mapping) else None
+        if not isinstance(env_name, str) or not env_name:
             problems.append(f"{where}.name: required")
         elif "valueFrom" in entry:
             problems.append(
-                f"{where} ({name}): valueFrom is not supported by `ktune run` (no Secrets, ConfigMaps or "
+                f"{where} ({env_name}): valueFrom is not supported by `ktune run` (no Secrets, ConfigMaps or "
                 "downward API on a laptop); give a plain `value`"
             )
         else:
-            env.append((name, str(entry.get("value", ""))))
+            env.append((env_name, str(entry.get("value", ""))))
     if problems:
         raise LocalTemplateError(problems)
     return LocalContainer(
         command=tuple(str(part) for part in command),
         args=tuple(str(part) for part in container.get("args") or []),
         env=tuple(env),
+        path=where_container,
     )
 
 
@@ -90,7 +97,7 @@ def require_command_on_path(container: LocalContainer) -> None:
     if shutil.which(program, path=process_environment({})["PATH"]) is None:
         raise LocalTemplateError(
             [
-                f"{CONTAINER_PATH}.command[0]: {program!r} is not found on PATH (nor in "
+                f"{container.path}.command[0]: {program!r} is not found on PATH (nor in "
                 f"{Path(sys.executable).parent}); install it in this environment or give its path"
             ]
         )

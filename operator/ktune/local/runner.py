@@ -29,9 +29,10 @@ from typing import Any
 
 from ktune.engine import Engine, FinishDecision, TrialRecord, TrialState
 from ktune.engine.warm_start import ImportedTrials, import_trials
+from ktune.local.distributed import local_containers
 from ktune.local.log_file import LogFileMetrics
 from ktune.local.process_backend import ProcessBackend
-from ktune.local.processes import LocalContainer, local_container, require_command_on_path
+from ktune.local.processes import require_command_on_path
 from ktune.local.progress import Progress, ProgressSnapshot
 from ktune.local.results import (
     BEST_JSON,
@@ -93,10 +94,11 @@ class LocalRunner:
         self.spec = job.spec
         self.options = options
         self.progress = progress
-        container: LocalContainer = local_container(self.spec.trial.template)
-        require_command_on_path(container)
+        containers = local_containers(self.spec.trial)
+        for container in dict.fromkeys(containers):
+            require_command_on_path(container)
         self.directory = RunDirectory(options.output_dir)
-        self.backend = ProcessBackend(job.name, container, self.directory, options.grace_period, self._log_metrics(),
+        self.backend = ProcessBackend(job.name, containers, self.directory, options.grace_period, self._log_metrics(),
                                       self.spec.trial)
         self._attempt_counts: dict[int, int] = {}
         self._interrupts = 0
