@@ -1,7 +1,11 @@
 """Trials queued in Kueue (`spec.trial.queueName`) on the real control plane with Kueue's real controller: a
 ClusterQueue with quota for 2 GPUs admits the 1-GPU Job trials of a job with parallelism 4 two at a time; the
-others wait Pending (reason QueueAdmission) without being timed out or counting hours, and all succeed."""
+others wait Pending (reason QueueAdmission) without being timed out or counting hours, and all succeed. A trial
+Kueue preempts for a Job of higher priority goes back to Pending and, re-admitted, runs again within the same
+attempt."""
 
+import contextlib
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -12,7 +16,14 @@ import kubernetes
 import pytest
 
 from tests.cluster.controlplane import Cluster
-from tests.operator.operator_harness import OperatorProcess, apply, stand_in_job, trials_of, wait_finished
+from tests.operator.operator_harness import (
+    OperatorProcess,
+    apply,
+    stand_in_job,
+    trials_of,
+    wait_finished,
+    wait_for,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -27,31 +38,60 @@ def kueue_object(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": f"{KUEUE_GROUP}/{KUEUE_VERSION}", "kind": kind, "metadata": {"name": name}, "spec": spec}
 
 
-@pytest.fixture
-def local_queue(cluster: Cluster, kueue: object, namespace: str) -> Iterator[str]:
-    """A LocalQueue `gpu-trials` in the test's namespace whose ClusterQueue has quota for GPU_QUOTA GPUs."""
+@contextlib.contextmanager
+def gpu_queue(cluster: Cluster, namespace: str, gpus: int, **cluster_queue_spec: Any) -> Iterator[str]:
+    """A LocalQueue `gpu-trials` in `namespace` whose ClusterQueue has quota for `gpus` GPUs."""
     custom = kubernetes.client.CustomObjectsApi(cluster.api)
     flavor, cluster_queue = f"{namespace}-flavor", f"{namespace}-gpus"
     custom.create_cluster_custom_object(KUEUE_GROUP, KUEUE_VERSION, "resourceflavors",
                                         kueue_object("ResourceFlavor", flavor, {}))
-    quota = {"name": "nvidia.com/gpu", "nominalQuota": GPU_QUOTA}
+    quota = {"name": "nvidia.com/gpu", "nominalQuota": gpus}
     custom.create_cluster_custom_object(KUEUE_GROUP, KUEUE_VERSION, "clusterqueues", kueue_object(
         "ClusterQueue", cluster_queue, {"namespaceSelector": {}, "resourceGroups": [
-            {"coveredResources": ["nvidia.com/gpu"], "flavors": [{"name": flavor, "resources": [quota]}]}]}))
+            {"coveredResources": ["nvidia.com/gpu"], "flavors": [{"name": flavor, "resources": [quota]}]}],
+            **cluster_queue_spec}))
     custom.create_namespaced_custom_object(KUEUE_GROUP, KUEUE_VERSION, namespace, "localqueues", kueue_object(
         "LocalQueue", "gpu-trials", {"clusterQueue": cluster_queue}))
-    yield "gpu-trials"
-    custom.delete_cluster_custom_object(KUEUE_GROUP, KUEUE_VERSION, "clusterqueues", cluster_queue)
-    custom.delete_cluster_custom_object(KUEUE_GROUP, KUEUE_VERSION, "resourceflavors", flavor)
+    try:
+        yield "gpu-trials"
+    finally:
+        custom.delete_cluster_custom_object(KUEUE_GROUP, KUEUE_VERSION, "clusterqueues", cluster_queue)
+        custom.delete_cluster_custom_object(KUEUE_GROUP, KUEUE_VERSION, "resourceflavors", flavor)
 
 
-def queued_job(name: str, namespace: str, queue: str) -> dict[str, Any]:
-    """The stand-in trainer's TuningJob whose trials are 1-GPU Jobs (nothing else requested) in `queue`."""
-    job = stand_in_job(name, namespace, args=["--steps", str(STEPS), "--step-seconds", str(STEP_SECONDS)],
-                       budget={"maxTrials": TRIALS, "parallelism": TRIALS})
+@pytest.fixture
+def local_queue(cluster: Cluster, kueue: object, namespace: str) -> Iterator[str]:
+    with gpu_queue(cluster, namespace, GPU_QUOTA) as queue:
+        yield queue
+
+
+@pytest.fixture
+def preempting_queue(cluster: Cluster, kueue: object, namespace: str) -> Iterator[str]:
+    """A 1-GPU queue whose ClusterQueue preempts lower-priority workloads, and WorkloadPriorityClasses
+    `<namespace>-low` (10) and `<namespace>-high` (1000)."""
+    custom = kubernetes.client.CustomObjectsApi(cluster.api)
+    classes = {f"{namespace}-low": 10, f"{namespace}-high": 1000}
+    for name, value in classes.items():
+        custom.create_cluster_custom_object(KUEUE_GROUP, KUEUE_VERSION, "workloadpriorityclasses", {
+            "apiVersion": f"{KUEUE_GROUP}/{KUEUE_VERSION}", "kind": "WorkloadPriorityClass",
+            "metadata": {"name": name}, "value": value})
+    try:
+        with gpu_queue(cluster, namespace, 1, preemption={"withinClusterQueue": "LowerPriority"}) as queue:
+            yield queue
+    finally:
+        for name in classes:
+            custom.delete_cluster_custom_object(KUEUE_GROUP, KUEUE_VERSION, "workloadpriorityclasses", name)
+
+
+def queued_job(name: str, namespace: str, queue: str, trials: int = TRIALS, args: list[str] | None = None,
+               labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """The stand-in trainer's TuningJob whose trials are 1-GPU Jobs (nothing else requested) in `queue`, all at
+    once; `labels` go on each trial's Job."""
+    job = stand_in_job(name, namespace, args=args or ["--steps", str(STEPS), "--step-seconds", str(STEP_SECONDS)],
+                       budget={"maxTrials": trials, "parallelism": trials})
     template = job["spec"]["trial"].pop("template")
     template["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/gpu": "1"}}
-    job["spec"]["trial"]["resource"] = {"apiVersion": "batch/v1", "kind": "Job",
+    job["spec"]["trial"]["resource"] = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"labels": labels or {}},
                                         "spec": {"parallelism": 1, "template": template}}
     job["spec"]["trial"]["queueName"] = queue
     return job
@@ -164,3 +204,49 @@ def test_the_crd_refuses_a_queue_name_for_a_pod_trial_with_the_fix(cluster: Clus
         apply(cluster, job)
     assert "queueName needs resource" in str(refused.value)
     assert "use a batch/v1 Job with parallelism 1 as spec.trial.resource" in str(refused.value)
+
+
+def test_a_trial_kueue_preempts_waits_again_and_reruns_in_the_same_attempt(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, preempting_queue: str, tmp_path: Path
+):
+    custom = kubernetes.client.CustomObjectsApi(cluster.api)
+    batch = kubernetes.client.BatchV1Api(cluster.api)
+    launches = tmp_path / "launches.log"
+    states: list[str | None] = []
+
+    def fold_trial(trial: dict[str, Any]) -> None:
+        state = (trial.get("status") or {}).get("state")
+        if not states or states[-1] != state:
+            states.append(state)
+
+    watcher = Watcher(fold_trial, custom.list_namespaced_custom_object, "ktune.dev", "v1alpha1", namespace, "trials")
+    try:
+        apply(cluster, queued_job("preempted", namespace, preempting_queue, trials=1,
+                                  args=["--steps", "30", "--step-seconds", "0.5", "--launch-log", str(launches)],
+                                  labels={"kueue.x-k8s.io/priority-class": f"{namespace}-low"}))
+
+        def scraped() -> bool:
+            trial = trials_of(cluster, namespace, "preempted").get(0) or {}
+            return bool((trial.get("status") or {}).get("metrics"))
+
+        wait_for(scraped, 120, "the trial to run and be scraped", operator)
+        urgent = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "urgent", "labels": {
+            "kueue.x-k8s.io/queue-name": preempting_queue, "kueue.x-k8s.io/priority-class": f"{namespace}-high"}},
+            "spec": {"suspend": True, "backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
+                     "containers": [{"name": "main", "image": "ignored-by-the-node-agent",
+                                     "command": [sys.executable, "-c", "import time; time.sleep(3)"],
+                                     "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}}}
+        batch.create_namespaced_job(namespace, urgent)
+        finished = wait_finished(cluster, namespace, "preempted", 240, operator)
+    finally:
+        watcher.stop()
+
+    assert finished["status"]["phase"] == "Succeeded", finished["status"]
+    trial = trials_of(cluster, namespace, "preempted")[0]
+    assert trial["status"]["state"] == "Succeeded" and trial["status"]["attempts"] == 1, trial["status"]
+    urgent_job = batch.read_namespaced_job("urgent", namespace)
+    assert any(c.type == "Complete" and c.status == "True" for c in urgent_job.status.conditions or [])
+    # Running, then Pending again once Kueue suspended its Job for the urgent one, then run again to the end.
+    assert "Pending" in states[states.index("Running"):], states
+    starts = [line.split()[1] for line in launches.read_text().splitlines() if line.startswith("start ")]
+    assert starts == ["0", "0"], "trial 0's trainer ran twice: before the preemption and after"
