@@ -281,6 +281,21 @@ def test_an_attempt_waiting_for_its_queue_is_never_timed_out_and_its_wait_counts
         "waiting 0/1 QueueAdmission", "waiting 0/1 admitted", "waiting 0/1 QueueAdmission", "waiting 0/1 admitted"]
 
 
+def test_an_admitted_attempt_waits_for_a_node_from_its_admission_not_from_its_creation():
+    driver, _ = driver_for(settings=DriverSettings(unschedulable_timeout_seconds=60.0))
+    backend = ScriptedBackend()
+    driver.advance(backend, now=0.0)
+    ended(backend, 0, 1, Observation(Phase.PENDING, reason="QueueAdmission", waiting_for="queue", since=0.0))
+    driver.advance(backend, now=1000.0)
+    no_pod = Observation(Phase.PENDING, reason="NoMetricsPod", message="no pod yet", waiting_for="node", since=0.0)
+    ended(backend, 0, 1, no_pod)
+    driver.advance(backend, now=1001.0)  # admitted at 1001, created at 0
+    driver.advance(backend, now=1060.0)
+    assert backend.attempts[0, 1].deleted is None and driver.engine.record(0).state is TrialState.RUNNING
+    driver.advance(backend, now=1061.0)
+    assert driver.engine.record(0).reason == "NoMetricsPod" and backend.attempts[0, 1].deleted == "graceful"
+
+
 def test_an_attempt_terminating_on_a_lost_node_is_force_deleted_and_fails_node_lost():
     driver, _ = driver_for(settings=DriverSettings(lost_pod_timeout_seconds=120.0))
     backend = ScriptedBackend()

@@ -86,6 +86,8 @@ class LiveTrial:
     """The engine knows the outcome; the attempt is being stopped and still counts as running."""
     queued_at: float | None = None
     """When the driver last saw the attempt waiting for a queue to admit it; None while it is not waiting."""
+    admitted_at: float | None = None
+    """When the driver saw the attempt's queue admit it: its waits for a node or an image count from then."""
 
 
 class TrialDriver:
@@ -188,12 +190,16 @@ class TrialDriver:
             self.events.attempt_waiting(record, live.attempt, (seen.reason, seen.message))
         elif not queued and live.queued_at is not None:
             self.events.attempt_waiting(record, live.attempt, None)
+            live.admitted_at = now
         live.queued_at = now if queued else None
 
     def _fail_if_stuck(self, backend: Backend, live: LiveTrial, seen: Observation, now: float) -> None:
         limits = {"image": self.settings.image_pull_timeout_seconds,
                   "node": self.settings.unschedulable_timeout_seconds}
-        waited = now - (seen.since if seen.since is not None else now)
+        since = seen.since if seen.since is not None else now
+        if live.admitted_at is not None:  # the resource's creation was before its time in the queue
+            since = max(since, live.admitted_at)
+        waited = now - since
         if seen.waiting_for is None or seen.waiting_for == "queue" or waited < limits[seen.waiting_for]:
             return
         backend.delete(live.number, live.attempt)
@@ -303,7 +309,7 @@ class TrialDriver:
         self.deferred.pop(live.number, None)
         live.attempt, live.launch_next = attempt, None
         live.last_metrics, live.silent_since, live.next_scrape_at, live.cursor = {}, None, 0.0, None
-        live.queued_at = None
+        live.queued_at, live.admitted_at = None, None
         self.events.attempt_started(record, attempt, how)
 
     def _launch_new(self, backend: Backend, now: float) -> None:
