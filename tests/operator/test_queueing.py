@@ -3,7 +3,9 @@ and shown as Pending Trials that a rebuilt study reads as running."""
 
 from typing import Any
 
+from ktune.algorithms import load_tuningjob
 from ktune.engine import TrialRecord, TrialState
+from ktune.operator.inspection import ClusterStudy, status_report
 from ktune.operator.queueing import QUEUE_LABEL, admission_wait, queued_manifest, suspended
 from ktune.operator.trials import record_from_trial, trial_status
 from ktune.trials.backend import Phase
@@ -61,3 +63,16 @@ def test_a_waiting_trial_is_shown_pending_and_read_back_as_running_without_a_rea
     assert (read.state, read.reason, read.message) == (TrialState.RUNNING, None, None)
     finished = TrialRecord(number=0, params={}, state=TrialState.FAILED, reason="Error", started_at=0.0)
     assert trial_status(finished, 1, None, 10, ("QueueAdmission", "late"))["state"] == "Failed"
+
+
+def test_ktune_status_shows_a_waiting_trial_pending_with_its_reason() -> None:
+    body = {"apiVersion": "ktune.dev/v1alpha1", "kind": "TuningJob", "metadata": {"name": "q", "namespace": "ns"},
+            "spec": {"objective": {"metric": "score"}, "parameters": [{"name": "x", "type": "float", "low": 0,
+                                                                         "high": 1}],
+                     "trial": {"queueName": "gpus", "resource": {"apiVersion": "batch/v1", "kind": "Job", "spec": {
+                         "template": {"spec": {"containers": [{"name": "t", "image": "i"}]}}}}}}}
+    records = [TrialRecord(number=0, params={"x": 0.1}, state=TrialState.RUNNING),
+               TrialRecord(number=1, params={"x": 0.2}, state=TrialState.RUNNING)]
+    report = status_report(ClusterStudy(body, load_tuningjob(body).spec, records, waiting={1: "QueueAdmission"}))
+    rows = [line.split() for line in report.splitlines()[-2:]]
+    assert rows[0][:2] == ["0", "Running"] and rows[1][:2] == ["1", "Pending"] and rows[1][-1] == "QueueAdmission"

@@ -15,7 +15,7 @@ from ktune.algorithms import load_tuningjob
 from ktune.engine import TrialRecord, TrialState, parameter_distribution
 from ktune.operator.cluster import JOBS, ApiError, KubeCluster
 from ktune.operator.ownership import Ownership
-from ktune.operator.trials import AttemptShape, record_from_trial, recorded_attempt
+from ktune.operator.trials import PENDING, AttemptShape, record_from_trial, recorded_attempt
 from ktune.spec import JobSpec, SpecError
 
 OPTUNA_STATES = {
@@ -38,6 +38,8 @@ class ClusterStudy:
     records: list[TrialRecord]
     shapes: dict[int, AttemptShape] = field(default_factory=dict)
     """Trial number -> what its attempts run, as its Trial records it."""
+    waiting: dict[int, str] = field(default_factory=dict)
+    """Trial number -> why it is Pending (QueueAdmission), for a running trial whose attempt waits in a queue."""
 
 
 def read_study(cluster: KubeCluster, namespace: str, name: str) -> ClusterStudy:
@@ -57,12 +59,17 @@ def read_study(cluster: KubeCluster, namespace: str, name: str) -> ClusterStudy:
     records = sorted((record_from_trial(trial) for trial in owned), key=lambda record: record.number)
     shapes = {int(trial["spec"]["number"]): recorded_attempt(trial)[1] for trial in owned
               if (trial.get("status") or {}).get("kind")}  # not yet written: what the spec runs
-    return ClusterStudy(job=job, spec=spec, records=records, shapes=shapes)
+    waiting = {int(trial["spec"]["number"]): trial["status"].get("reason") or "" for trial in owned
+               if (trial.get("status") or {}).get("state") == PENDING}  # records read these as Running
+    return ClusterStudy(job=job, spec=spec, records=records, shapes=shapes, waiting=waiting)
 
 
-def trials_table(spec: JobSpec, records: Sequence[TrialRecord], shapes: Mapping[int, AttemptShape]) -> str:
+def trials_table(spec: JobSpec, records: Sequence[TrialRecord], shapes: Mapping[int, AttemptShape],
+                 waiting: Mapping[int, str] | None = None) -> str:
     """One row per trial: number, state, what each attempt runs (kind, pods), objective values, params, reason.
-    A trial without a recorded shape (not yet written) shows what the job's spec runs."""
+    A trial without a recorded shape (not yet written) shows what the job's spec runs; one in `waiting` (number ->
+    reason) is Pending."""
+    waiting = waiting or {}
     objectives = [objective.metric for objective in spec.objectives]
     header = ["TRIAL", "STATE", "KIND", "PODS", *[name.upper() for name in objectives], "PARAMS", "REASON"]
     rows = [header]
@@ -72,12 +79,12 @@ def trials_table(spec: JobSpec, records: Sequence[TrialRecord], shapes: Mapping[
         shape = shapes.get(record.number, default)
         rows.append([
             str(record.number),
-            str(record.state),
+            PENDING if record.number in waiting else str(record.state),
             shape.kind,
             str(shape.pods),
             *[_number(values[i]) if i < len(values) else "" for i in range(len(objectives))],
             json.dumps(record.params, sort_keys=True),
-            record.reason or "",
+            waiting.get(record.number) or record.reason or "",
         ])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
@@ -104,7 +111,7 @@ def status_report(study: ClusterStudy) -> str:
     if status.get("cpuHoursUsed") is not None:
         lines.append(f"Hours used: {_number(status.get('gpuHoursUsed'))} GPU, {_number(status['cpuHoursUsed'])} CPU")
     lines.append("")
-    lines.append(trials_table(study.spec, study.records, study.shapes))
+    lines.append(trials_table(study.spec, study.records, study.shapes, study.waiting))
     return "\n".join(lines)
 
 
