@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ktune import contract
-from ktune.operator.cluster import AlreadyExists, ApiError, Conflict
+from ktune.operator.cluster import AlreadyExists, ApiError, ApiResource, Conflict
 
 
 class FakeCluster:
@@ -20,6 +20,11 @@ class FakeCluster:
         self.events: list[tuple[str, str, str]] = []
         self.jobs: dict[tuple[str, str], dict[str, Any]] = {}  # (namespace, name) -> other TuningJobs
         self.pod_lists = 0  # LIST requests for pods
+        self.trial_resources: dict[str, dict[str, dict[str, Any]]] = {}  # plural -> name -> a Job, a PyTorchJob...
+        self.deleted_resources: list[str] = []
+        self.served: dict[str, set[str]] = {  # what discovery says the API server serves: api_version -> plurals
+            "v1": {"services"}, "batch/v1": {"jobs"},
+            "kubeflow.org/v1": {"pytorchjobs", "tfjobs", "mpijobs", "xgboostjobs"}}
         self._uids = itertools.count()
         self._versions = itertools.count(1)  # resourceVersions of Trials
 
@@ -92,6 +97,44 @@ class FakeCluster:
 
     def emit_event(self, regarding: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         self.events.append((type_, reason, message))
+
+    def served_resources(self, api_version: str) -> frozenset[str]:
+        return frozenset(self.served.get(api_version, ()))
+
+    def _served_or_404(self, resource: ApiResource) -> dict[str, dict[str, Any]]:
+        if resource.plural not in self.served.get(resource.api_version, ()):
+            raise ApiError(404, "the server could not find the requested resource")
+        return self.trial_resources.setdefault(resource.plural, {})
+
+    def list_trial_resources(self, namespace: str, resource: ApiResource, tuningjob: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(obj) for obj in self._served_or_404(resource).values()
+                if obj["metadata"]["labels"][contract.LABEL_TUNINGJOB] == tuningjob]
+
+    def create_trial_resource(self, namespace: str, resource: ApiResource,
+                              manifest: Mapping[str, Any]) -> dict[str, Any]:
+        objects = self._served_or_404(resource)
+        name = manifest["metadata"]["name"]
+        if name in objects:
+            raise AlreadyExists(409, f"{resource.plural} {name} already exists")
+        created = copy.deepcopy(dict(manifest))
+        created["metadata"].update(uid=f"{resource.plural}-uid-{next(self._uids)}",
+                                   creationTimestamp="2026-01-01T00:00:00Z")
+        objects[name] = created
+        return copy.deepcopy(created)
+
+    def delete_trial_resource(self, namespace: str, resource: ApiResource, name: str) -> None:
+        """Foreground: the resource stays, Terminating, until the test removes its pods (`collect`)."""
+        objects = self._served_or_404(resource)
+        if name in objects:
+            objects[name]["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:10Z"
+            self.deleted_resources.append(name)
+
+    def collect(self, plural: str, name: str) -> None:
+        """The garbage collector: the resource's pods go, then the resource."""
+        uid = self.trial_resources[plural][name]["metadata"]["uid"]
+        for pod in [p for p, body in self.pods.items() if body["metadata"]["ownerReferences"][0]["uid"] == uid]:
+            del self.pods[pod]
+        del self.trial_resources[plural][name]
 
     # ---- what the kubelet would do ----
 

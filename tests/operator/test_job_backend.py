@@ -2,52 +2,22 @@
 its outcome from its conditions, index 0 as the metrics pod, restarts, names held by others, stopping."""
 
 import copy
-import itertools
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from ktune import contract
-from ktune.operator.cluster import AlreadyExists
-from ktune.operator.job_backend import COMPLETION_INDEX_LABEL
+from ktune.spec.resource_kinds import COMPLETION_INDEX_LABEL
 from tests.operator.fake_cluster import FakeCluster
 from tests.operator.test_reconcile import NOW, Harness, job_body
 
 
 class FakeJobCluster(FakeCluster):
-    """The fake API with batch/v1 Jobs; tests play the Job controller (pods, conditions)."""
+    """The fake API's batch/v1 Jobs by name; tests play the Job controller (pods, conditions)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.trial_jobs: dict[str, dict[str, Any]] = {}
-        self.deleted_jobs: list[str] = []
-        self._job_uids = itertools.count()
-
-    def list_trial_jobs(self, namespace: str, tuningjob: str) -> list[dict[str, Any]]:
-        return [copy.deepcopy(j) for j in self.trial_jobs.values()
-                if j["metadata"]["labels"][contract.LABEL_TUNINGJOB] == tuningjob]
-
-    def create_trial_job(self, namespace: str, job: Mapping[str, Any]) -> dict[str, Any]:
-        name = job["metadata"]["name"]
-        if name in self.trial_jobs:
-            raise AlreadyExists(409, f"jobs.batch {name} already exists")
-        created = copy.deepcopy(dict(job))
-        created["metadata"].update(uid=f"job-uid-{next(self._job_uids)}", creationTimestamp="2026-01-01T00:00:00Z")
-        self.trial_jobs[name] = created
-        return copy.deepcopy(created)
-
-    def delete_trial_job(self, namespace: str, name: str) -> None:
-        """Foreground: the Job stays, Terminating, until the test removes its pods (`collect`)."""
-        if name in self.trial_jobs:
-            self.trial_jobs[name]["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:10Z"
-            self.deleted_jobs.append(name)
-
-    def collect(self, name: str) -> None:
-        """The garbage collector: the Job's pods go, then the Job."""
-        uid = self.trial_jobs[name]["metadata"]["uid"]
-        for pod in [p for p, body in self.pods.items() if body["metadata"]["ownerReferences"][0]["uid"] == uid]:
-            del self.pods[pod]
-        del self.trial_jobs[name]
+        self.trial_jobs = self.trial_resources.setdefault("jobs", {})
+        self.deleted_jobs = self.deleted_resources
 
     def start_job_pods(self, name: str, ip: str = "10.0.0.") -> list[str]:
         """The Job controller's pods of an Indexed Job, one per index, Running."""
@@ -183,8 +153,8 @@ def test_a_job_whose_metrics_pod_never_appears_fails_after_the_unschedulable_tim
     assert test.trial_states() == {"job-0": "Running"} and cluster.deleted_jobs == []
     test.tick(created + timeout + 1)
     trial = cluster.trials["job-0"]["status"]
-    assert (trial["state"], trial["reason"]) == ("Failed", "NoMetricsPod")
-    assert "job-0-1 has no running pod with completion index 0" in trial["message"]
+    assert (trial["state"], trial["reason"]) == ("Failed", "MetricsUnavailable")
+    assert "Job job-0-1 has no pod yet" in trial["message"]
     assert cluster.deleted_jobs == ["job-0-1"]
 
 

@@ -111,3 +111,37 @@ def test_an_author_who_may_create_pods_but_not_jobs_is_refused_a_tuningjob_whose
         assert allowed.returncode == 0, allowed.stderr
     finally:
         cluster.kubectl("delete", "-f", str(POLICY))
+
+
+def test_an_author_who_may_create_pods_and_jobs_but_not_pytorchjobs_is_refused_a_tuningjob_whose_trials_are_those(
+    cluster: Cluster, operator_kubeconfig: Path, namespace: str
+):
+    job_rights = {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create"]}
+    pytorch_rights = {"apiGroups": ["kubeflow.org"], "resources": ["pytorchjobs"], "verbs": ["create"]}
+    job_runner = user_with(cluster, namespace, "job-runner", [JOB_RIGHTS, POD_RIGHTS, job_rights])
+    pytorch_runner = user_with(cluster, namespace, "pytorch-runner", [JOB_RIGHTS, POD_RIGHTS, pytorch_rights])
+    wait_until(lambda: cluster.kubectl("auth", "can-i", "create", "jobs.batch", "-n", namespace,
+                                       f"--kubeconfig={job_runner}", check=False).stdout.strip() == "yes",
+               "RBAC to let job-runner create jobs", timeout=60)
+    pytorch_trial = stand_in_job("pytorch-trial", namespace)
+    template = pytorch_trial["spec"]["trial"].pop("template")
+    template["spec"]["containers"][0]["name"] = "pytorch"
+    pytorch_trial["spec"]["trial"]["resource"] = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "spec": {
+        "pytorchReplicaSpecs": {"Master": {"replicas": 1, "template": template}}}}
+    cluster.kubectl("apply", "-f", str(POLICY))
+    try:
+        wait_until(lambda: apply_as(cluster, job_runner, pytorch_trial, dry_run=True).returncode != 0,
+                   "the admission policy to refuse a PyTorchJob trial to a user who may not create them", timeout=60)
+        refused = apply_as(cluster, job_runner, pytorch_trial)
+        assert refused.returncode != 0
+        assert (f"spec.trial.resource: the trials of this TuningJob are PyTorchJobs: system:serviceaccount:"
+                f"{namespace}:job-runner may not create pytorchjobs (kubeflow.org) in namespace {namespace}"
+                ) in refused.stderr, refused.stderr
+        # kubectl cannot ask `auth can-i` about a kind the cluster does not serve: RBAC for pytorch-runner is waited
+        # for through the policy itself (no training-operator is needed to create such a TuningJob).
+        wait_until(lambda: apply_as(cluster, pytorch_runner, pytorch_trial, dry_run=True).returncode == 0,
+                   "the admission policy to let pytorch-runner create a PyTorchJob trial", timeout=60)
+        allowed = apply_as(cluster, pytorch_runner, pytorch_trial)
+        assert allowed.returncode == 0, allowed.stderr
+    finally:
+        cluster.kubectl("delete", "-f", str(POLICY))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.cluster import controllers
 from tests.cluster.controlplane import Cluster
 from tests.operator.operator_harness import (
     MANIFESTS,
@@ -124,10 +125,19 @@ def test_with_forbid_privileged_trials_a_job_asking_for_the_host_is_marked_inval
         operator.stop()
 
 
+@pytest.fixture
+def kubeflow_crds(cluster: Cluster) -> None:
+    """Kubeflow's training job CRDs (without their controller): the operator's kubeflow.org rule is about them, and
+    neither kopf's watch nor `kubectl auth can-i` asks about a kind the cluster does not serve."""
+    controllers.apply(cluster, files=(controllers.TRAINING_OPERATOR.source_dir() / "manifests/base/crds")
+                      .glob("kubeflow.org_*.yaml"))
+
+
 @pytest.mark.parametrize("removed", CHECKED_RULES,
                          ids=lambda i: "+".join(CLUSTER_ROLE["rules"][i]["resources"]))
 def test_the_operator_without_any_one_rule_of_its_cluster_role_is_forbidden_something_it_needs(
-    cluster: Cluster, namespace: str, operator_kubeconfig: Path, tmp_path: Path, removed: int
+    cluster: Cluster, namespace: str, operator_kubeconfig: Path, tmp_path: Path, removed: int,
+    kubeflow_crds: None,
 ):
     rules = [rule for index, rule in enumerate(CLUSTER_ROLE["rules"]) if index != removed]
     kubeconfig = account_with(cluster, f"ktune-minus-{removed}", rules)
@@ -141,6 +151,11 @@ def test_the_operator_without_any_one_rule_of_its_cluster_role_is_forbidden_some
         if "jobs" in resources:  # needed only by jobs whose trials are batch/v1 Jobs (spec.trial.resource)
             job["spec"]["trial"]["resource"] = {"apiVersion": "batch/v1", "kind": "Job",
                                                 "spec": {"template": job["spec"]["trial"].pop("template")}}
+        if "pytorchjobs" in resources:  # needed only by jobs whose trials are Kubeflow jobs
+            template = job["spec"]["trial"].pop("template")
+            template["spec"]["containers"][0]["name"] = "pytorch"
+            job["spec"]["trial"]["resource"] = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "spec": {
+                "pytorchReplicaSpecs": {"Master": {"replicas": 1, "template": template}}}}
         apply(cluster, job)
         user = f"system:serviceaccount:{OPERATOR_NAMESPACE}:ktune-minus-{removed}"
         # A rule may grant several resources; whichever of them the operator needs first is refused first.
@@ -154,7 +169,7 @@ def test_the_operator_without_any_one_rule_of_its_cluster_role_is_forbidden_some
 
 
 def test_a_namespace_scoped_install_can_act_in_its_namespace_and_nowhere_else(
-    cluster: Cluster, namespace: str, operator_kubeconfig: Path
+    cluster: Cluster, namespace: str, operator_kubeconfig: Path, kubeflow_crds: None
 ):
     other = f"{namespace[:50]}-other"
     cluster.kubectl("create", "namespace", other)

@@ -34,6 +34,11 @@ hold the same rules.
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [list, watch, create, delete]
+# spec.trial.resource: each attempt of a Kubeflow trial is a PyTorchJob, TFJob, MPIJob or XGBoostJob; their
+# verdicts wake the job. Harmless where the training-operator is not installed.
+- apiGroups: [kubeflow.org]
+  resources: [mpijobs, pytorchjobs, tfjobs, xgboostjobs]
+  verbs: [list, watch, create, delete]
 {{- end }}
 
 {{- define "ktune.leaderElectionRules" -}}

@@ -8,8 +8,10 @@ import json
 import logging
 import os
 import socket
+import time
 import urllib.parse
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -20,9 +22,9 @@ from ktune import contract
 JOBS = f"/apis/{contract.API_GROUP}/{contract.API_VERSION}/namespaces/{{ns}}/{contract.TUNINGJOB_PLURAL}"
 TRIALS = f"/apis/{contract.API_GROUP}/{contract.API_VERSION}/namespaces/{{ns}}/{contract.TRIAL_PLURAL}"
 PODS = "/api/v1/namespaces/{ns}/pods"
-BATCH_JOBS = "/apis/batch/v1/namespaces/{ns}/jobs"
 EVENTS = "/api/v1/namespaces/{ns}/events"
 EVENT_SOURCE = "ktune-operator"
+DISCOVERY_SECONDS = 60.0  # how long a served API group version is taken to stay served
 LIST_PAGE_SIZE = 500  # objects per LIST page: a job with thousands of trials is read in bounded chunks
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,29 @@ class AlreadyExists(ApiError):
 class Conflict(ApiError):
     """A write was refused because the object changed since the writer read it (409 on its resourceVersion):
     someone else wrote it, so what this process knows of it is stale; rebuild from the API."""
+
+
+@dataclass(frozen=True)
+class ApiResource:
+    """A namespaced kind of the API by its version and plural name: `batch/v1` `jobs`, `kubeflow.org/v1`
+    `pytorchjobs`."""
+
+    api_version: str
+    plural: str
+
+    @property
+    def group(self) -> str:
+        """The API group ("" for the core group of `v1`)."""
+        return self.api_version.rpartition("/")[0]
+
+    @property
+    def version(self) -> str:
+        return self.api_version.rpartition("/")[2]
+
+    def path(self, namespace: str) -> str:
+        """The collection's URL path in `namespace`."""
+        root = "/api" if not self.group else "/apis"
+        return f"{root}/{self.api_version}/namespaces/{namespace}/{self.plural}"
 
 
 class WriteGate(Protocol):
@@ -75,9 +100,11 @@ class Cluster(Protocol):
     def patch_job_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
     def emit_event(self, regarding: Mapping[str, Any], type_: str, reason: str, message: str) -> None: ...
     def read_pod_log(self, namespace: str, name: str, query: Mapping[str, str], timeout: float) -> str: ...
-    def list_trial_jobs(self, namespace: str, tuningjob: str) -> list[dict[str, Any]]: ...
-    def create_trial_job(self, namespace: str, job: Mapping[str, Any]) -> dict[str, Any]: ...
-    def delete_trial_job(self, namespace: str, name: str) -> None: ...
+    def served_resources(self, api_version: str) -> frozenset[str]: ...
+    def list_trial_resources(self, namespace: str, resource: ApiResource, tuningjob: str) -> list[dict[str, Any]]: ...
+    def create_trial_resource(self, namespace: str, resource: ApiResource,
+                              manifest: Mapping[str, Any]) -> dict[str, Any]: ...
+    def delete_trial_resource(self, namespace: str, resource: ApiResource, name: str) -> None: ...
 
 
 def _seconds(retry_after: str | None) -> float:
@@ -107,6 +134,7 @@ class KubeCluster:
         self._timeout = request_timeout
         self._page_size = page_size
         self._instance = os.environ.get("HOSTNAME") or socket.gethostname()
+        self._served: dict[str, tuple[float, frozenset[str]]] = {}  # api_version -> (when read, plurals)
         self.gate: WriteGate | None = None
 
     @classmethod
@@ -225,18 +253,40 @@ class KubeCluster:
             if error.status != 404:
                 raise
 
-    def list_trial_jobs(self, namespace: str, tuningjob: str) -> list[dict[str, Any]]:
-        """The job's trial `batch/v1` Jobs (trials of `spec.trial.resource`)."""
-        return self.list_all(BATCH_JOBS.format(ns=namespace), job_selector(tuningjob))
-
-    def create_trial_job(self, namespace: str, job: Mapping[str, Any]) -> dict[str, Any]:
-        return self.request("POST", BATCH_JOBS.format(ns=namespace), body=dict(job))
-
-    def delete_trial_job(self, namespace: str, name: str) -> None:
-        """Delete a trial's Job with foreground propagation (404 is fine): the Job stays, Terminating, until every
-        pod of it is gone, so a stopped trial's GPUs are all free once the Job is."""
+    def served_resources(self, api_version: str) -> frozenset[str]:
+        """The plurals the API server serves in `api_version` (API discovery; empty when it serves no such group
+        version). Every authenticated user may read discovery (the `system:discovery` ClusterRole), so this needs no
+        rule of the operator's own. A served version is remembered for DISCOVERY_SECONDS: a job checks its trial
+        kind at every pass."""
+        now = time.monotonic()
+        cached = self._served.get(api_version)
+        if cached is not None and now - cached[0] < DISCOVERY_SECONDS:
+            return cached[1]
+        root = "/api" if "/" not in api_version else "/apis"
         try:
-            self.request("DELETE", f"{BATCH_JOBS.format(ns=namespace)}/{name}", {"propagationPolicy": "Foreground"})
+            answer = self.request("GET", f"{root}/{api_version}")
+        except ApiError as error:
+            if error.status == 404:
+                return frozenset()
+            raise
+        plurals = frozenset(entry["name"] for entry in answer.get("resources") or [] if "/" not in entry["name"])
+        if plurals:
+            self._served[api_version] = (now, plurals)
+        return plurals
+
+    def list_trial_resources(self, namespace: str, resource: ApiResource, tuningjob: str) -> list[dict[str, Any]]:
+        """The job's trial resources of one kind (`spec.trial.resource`: Jobs, PyTorchJobs, ...)."""
+        return self.list_all(resource.path(namespace), job_selector(tuningjob))
+
+    def create_trial_resource(self, namespace: str, resource: ApiResource,
+                              manifest: Mapping[str, Any]) -> dict[str, Any]:
+        return self.request("POST", resource.path(namespace), body=dict(manifest))
+
+    def delete_trial_resource(self, namespace: str, resource: ApiResource, name: str) -> None:
+        """Delete a trial's resource with foreground propagation (404 is fine): it stays, Terminating, until every
+        pod of it is gone, so a stopped trial's GPUs are all free once the resource is."""
+        try:
+            self.request("DELETE", f"{resource.path(namespace)}/{name}", {"propagationPolicy": "Foreground"})
         except ApiError as error:
             if error.status != 404:
                 raise

@@ -34,10 +34,10 @@ import kopf
 from ktune import contract
 from ktune.operator.cluster import AlreadyExists, Conflict, KubeCluster
 from ktune.operator.election import LeaseElection, NotLeading, exit_on_lost_lease
-from ktune.operator.job_backend import trial_job_milestone
 from ktune.operator.liveness import Liveness
 from ktune.operator.pod_cache import PodCache
 from ktune.operator.reconcile import JobReconciler
+from ktune.operator.resource_adapters import ADAPTERS, FIRST_RESOURCE_MILESTONE, resource_milestone
 from ktune.operator.settings import OperatorSettings
 from ktune.operator.status import TERMINAL_PHASES
 from ktune.operator.telemetry import Telemetry
@@ -57,14 +57,19 @@ log = logging.getLogger(__name__)
 FINALIZER = f"{contract.API_GROUP}/operator"
 LEASE_NAME = "ktune-operator"
 POD_RESOURCE = ("v1", "pods")
-TRIAL_JOB_RESOURCE = ("batch", "v1", "jobs")
+# Every kind a trial resource may be: (group, version, plural). kopf watches only those the cluster serves when
+# the operator starts (it warns "Unresolved resources cannot be served" for the others, e.g. Kubeflow's without
+# the training-operator): their jobs are refused MissingAPI, and a CRD installed later is watched from the next
+# operator start; until then the passes every `reconcile_interval_seconds` see its changes.
+TRIAL_RESOURCES = tuple((adapter.api.group, adapter.api.version, adapter.api.plural) for adapter in ADAPTERS.values())
 TRIAL_RESOURCE = (contract.API_GROUP, contract.API_VERSION, contract.TRIAL_PLURAL)
 TUNINGJOB_RESOURCE = (contract.API_GROUP, contract.API_VERSION, contract.TUNINGJOB_PLURAL)
 # How often kopf looks again at a deleted job whose daemon is still finishing a pass (it exits right after).
 DAEMON_EXIT_POLLING_SECONDS = 0.5
 # The Cluster calls whose failures ktune_api_errors_total counts (list_pods: the pod cache's rare confirming LIST).
 API_OPERATIONS = ("list_trials", "create_trial", "patch_trial_status", "list_pods", "create_pod", "delete_pod",
-                  "patch_job_status", "emit_event", "list_trial_jobs", "create_trial_job", "delete_trial_job")
+                  "patch_job_status", "emit_event", "served_resources", "list_trial_resources",
+                  "create_trial_resource", "delete_trial_resource")
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,7 @@ def build_registry(settings: OperatorSettings, cluster: PodCache, telemetry: Tel
     wakeups = JobWakeups()
     pod_milestones = Milestones(FIRST_POD_MILESTONE)
     trial_milestones = Milestones(FIRST_TRIAL_MILESTONE)
-    job_milestones = Milestones(trial_job_milestone({"metadata": {}}))
+    resource_milestones = Milestones(FIRST_RESOURCE_MILESTONE)
     job_label = {contract.LABEL_TUNINGJOB: kopf.PRESENT}
 
     @kopf.on.login(registry=registry)
@@ -107,7 +112,8 @@ def build_registry(settings: OperatorSettings, cluster: PodCache, telemetry: Tel
         settings.posting.enabled = False  # our own Events say what happened; kopf's would repeat it per pass
         settings.scanning.disabled = True  # no need to read CustomResourceDefinitions (and no RBAC for it)
         settings.watching.label_selectors[POD_RESOURCE] = contract.LABEL_TUNINGJOB  # only ktune's pods, server-side
-        settings.watching.label_selectors[TRIAL_JOB_RESOURCE] = contract.LABEL_TUNINGJOB  # only trial Jobs
+        for resource in TRIAL_RESOURCES:  # only trial resources (Jobs, PyTorchJobs, ...), server-side
+            settings.watching.label_selectors[resource] = contract.LABEL_TUNINGJOB
 
     operator_settings = settings
 
@@ -125,12 +131,16 @@ def build_registry(settings: OperatorSettings, cluster: PodCache, telemetry: Tel
         if pod_milestones.changed(type, body["metadata"]["uid"], pod_milestone(body, deleted_here)):
             wakeups.wake(namespace or "", job)
 
-    @kopf.on.event(*TRIAL_JOB_RESOURCE, labels=job_label, registry=registry)
-    async def wake_on_trial_job(type: str | None, namespace: str | None, labels: Mapping[str, str], body: kopf.Body,
-                                **_: Any) -> None:
-        # A Job trial's outcome is its Job's Complete or Failed condition, set after its pods' last events.
-        if job_milestones.changed(type, body["metadata"]["uid"], trial_job_milestone(body)):
+    async def wake_on_trial_resource(type: str | None, namespace: str | None, labels: Mapping[str, str],
+                                     body: kopf.Body, **_: Any) -> None:
+        # A resource trial's outcome is its verdict condition (Complete, Succeeded, Failed), set after its pods'
+        # last events.
+        if resource_milestones.changed(type, body["metadata"]["uid"], resource_milestone(body)):
             wakeups.wake(namespace or "", labels[contract.LABEL_TUNINGJOB])
+
+    for resource in TRIAL_RESOURCES:
+        kopf.on.event(*resource, labels=job_label, registry=registry,
+                      id=f"wake_on_trial_resource/{resource[2]}")(wake_on_trial_resource)
 
     @kopf.on.event(*TRIAL_RESOURCE, labels=job_label, registry=registry)
     async def wake_on_trial(type: str | None, namespace: str | None, labels: Mapping[str, str], body: kopf.Body,

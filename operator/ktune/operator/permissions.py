@@ -8,6 +8,10 @@ tests/security; the policy's effect by tests/security/test_admission_policy_on_c
 from dataclasses import dataclass
 from typing import Any
 
+from ktune.operator.resource_adapters import ADAPTERS
+
+_KUBEFLOW = tuple(sorted(adapter.api.plural for adapter in ADAPTERS.values() if adapter.api.group == "kubeflow.org"))
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -37,10 +41,14 @@ OPERATOR_RULES: tuple[Rule, ...] = (
     Rule(("",), ("events",), ("create",)),
     Rule(("batch",), ("jobs",), ("list", "watch", "create", "delete"),
          why="spec.trial.resource: each attempt of a Job trial is a batch/v1 Job; its pods' changes wake the job."),
+    Rule(("kubeflow.org",), _KUBEFLOW, ("list", "watch", "create", "delete"),
+         why="spec.trial.resource: each attempt of a Kubeflow trial is a PyTorchJob, TFJob, MPIJob or XGBoostJob; "
+             "their verdicts wake the job. Harmless where the training-operator is not installed."),
 )
 """What the operator may do in the namespaces it watches: a ClusterRole when it watches all of them.
-Nothing else: no Secrets, no ConfigMaps, no reads beyond its own kinds and the pods and Jobs it starts (their
-logs included, for `metricsSource: {type: logs}`)."""
+Nothing else: no Secrets, no ConfigMaps, no reads beyond its own kinds and the pods, Jobs and Kubeflow training
+jobs it starts (their pods' logs included, for `metricsSource: {type: logs}`). No `get`: the operator lists and
+watches what it made, by its labels."""
 
 LEADER_ELECTION_RULES: tuple[Rule, ...] = (
     Rule(("coordination.k8s.io",), ("leases",), ("get", "create", "update")),
@@ -54,10 +62,11 @@ ADMISSION_POLICY_WHY = (
     "Only someone who may create Pods in a namespace may create or change a TuningJob there: the operator "
     "creates the trial pods (under the ServiceAccount the job names in spec.trial.template.spec.serviceAccountName, "
     "default the namespace's `default`), so without this check a TuningJob would let its author run pods they "
-    "could not run themselves; a job whose trials are Jobs (spec.trial.resource) needs create on "
-    "Jobs the same way. A job warm-starting from TuningJobs in other namespaces (spec.warmStart.from) "
-    "reads their Trials with the operator's rights, so its author must be allowed to get TuningJobs and list "
-    "Trials in each of those namespaces. It checks creations and changes of a job's spec, not the operator's or "
+    "could not run themselves; a job whose trials are resources (spec.trial.resource) needs create "
+    "on their kind the same way (Jobs; PyTorchJobs, TFJobs, MPIJobs or XGBoostJobs of kubeflow.org). A job "
+    "warm-starting from TuningJobs in other namespaces (spec.warmStart.from) reads their Trials with the "
+    "operator's rights, so its author must be allowed to get TuningJobs and list Trials in each of those "
+    "namespaces. It checks creations and changes of a job's spec, not the operator's or "
     "the garbage collector's metadata updates. Needs Kubernetes 1.30+ (admissionregistration.k8s.io/v1)."
 )
 
@@ -72,6 +81,18 @@ _READS_THERE = ("authorizer.group('ktune.dev').resource('tuningjobs').namespace(
                 ".allowed() && authorizer.group('ktune.dev').resource('trials').namespace(s['namespace'])"
                 ".check('list').allowed()")
 
+# The trial resource's [API group, plural] (empty for a trial pod): what its author must be allowed to create. The
+# CRD's schema has refused any other kind before admission policies run.
+_RESOURCE_APIS = "{" + ", ".join(f"'{api_version} {kind}': ['{adapter.api.group}', '{adapter.api.plural}']"
+                                 for (api_version, kind), adapter in ADAPTERS.items()) + "}"
+_TRIAL_RESOURCE_KIND = (
+    "has(object.spec.trial) && has(object.spec.trial.resource) && has(object.spec.trial.resource.apiVersion) && "
+    "has(object.spec.trial.resource.kind) ? object.spec.trial.resource.apiVersion + ' ' + "
+    "object.spec.trial.resource.kind : ''"
+)
+_TRIAL_RESOURCE_API = ("variables.trialResourceKind in variables.resourceApis ? "
+                       "variables.resourceApis[variables.trialResourceKind] : []")
+
 ADMISSION_POLICY_SPEC: dict[str, Any] = {
     "failurePolicy": "Fail",
     "matchConstraints": {"resourceRules": [{
@@ -83,7 +104,10 @@ ADMISSION_POLICY_SPEC: dict[str, Any] = {
         "name": "spec-created-or-changed",
         "expression": "request.operation == 'CREATE' || object.spec != oldObject.spec",
     }],
-    "variables": [{"name": "warmStartSourcesElsewhere", "expression": _SOURCES_ELSEWHERE}],
+    "variables": [{"name": "warmStartSourcesElsewhere", "expression": _SOURCES_ELSEWHERE},
+                  {"name": "resourceApis", "expression": _RESOURCE_APIS},
+                  {"name": "trialResourceKind", "expression": _TRIAL_RESOURCE_KIND},
+                  {"name": "trialResourceApi", "expression": _TRIAL_RESOURCE_API}],
     "validations": [{
         "expression": "authorizer.group('').resource('pods').namespace(object.metadata.namespace)"
                       ".check('create').allowed()",
@@ -101,13 +125,17 @@ ADMISSION_POLICY_SPEC: dict[str, Any] = {
                              "namespaces)'",
         "reason": "Forbidden",
     }, {
-        # A Job trial (spec.trial.resource) is a batch/v1 Job the operator creates: its author must be allowed to.
-        "expression": "!has(object.spec.trial) || !has(object.spec.trial.resource) || authorizer.group('batch')"
-                      ".resource('jobs').namespace(object.metadata.namespace).check('create').allowed()",
-        "messageExpression": "'spec.trial.resource: the trials of this TuningJob are Jobs: ' + "
-                             "request.userInfo.username + ' may not create jobs (batch) in namespace ' + "
-                             "object.metadata.namespace + ', so may not create or change such TuningJobs there "
-                             "(ask for create on jobs in that namespace, or use spec.trial.template)'",
+        # A resource trial (spec.trial.resource) is a Job or a Kubeflow job the operator creates: its author must be
+        # allowed to create that kind.
+        "expression": "size(variables.trialResourceApi) == 0 || authorizer.group(variables.trialResourceApi[0])"
+                      ".resource(variables.trialResourceApi[1]).namespace(object.metadata.namespace)"
+                      ".check('create').allowed()",
+        "messageExpression": "'spec.trial.resource: the trials of this TuningJob are ' + "
+                             "object.spec.trial.resource.kind + 's: ' + request.userInfo.username + ' may not create "
+                             "' + variables.trialResourceApi[1] + ' (' + variables.trialResourceApi[0] + ') in "
+                             "namespace ' + object.metadata.namespace + ', so may not create or change such "
+                             "TuningJobs there (ask for create on ' + variables.trialResourceApi[1] + ' in that "
+                             "namespace, or use spec.trial.template)'",
         "reason": "Forbidden",
     }],
 }

@@ -43,6 +43,12 @@ INVALID_MESSAGE_LIMIT = 8192  # the CRD's cap on status.message and a condition'
 ACCEPTED_SPEC_FIELD = "acceptedSpec"
 
 
+INVALID_SPEC = "InvalidSpec"
+"""The Invalid condition's reason when the spec has problems."""
+MISSING_API = "MissingAPI"
+"""The Invalid condition's reason when the cluster does not serve the trial resource's kind (no training-operator)."""
+
+
 @dataclass(frozen=True)
 class JobProgress:
     """What the status of a valid job reports."""
@@ -66,8 +72,9 @@ class StatusWriter:
         self.written: dict[str, Any] | None = None
         """The status this process last wrote: newer than a body that lags behind it."""
 
-    def write_invalid(self, body: dict[str, Any], problems: list[str], now: float) -> None:
-        """The status of a job that cannot run: Failed, with the Invalid condition listing the problems."""
+    def write_invalid(self, body: dict[str, Any], problems: list[str], now: float, reason: str = INVALID_SPEC) -> None:
+        """The status of a job that cannot run: Failed, with the Invalid condition listing the problems; `reason`
+        is the conditions' and the Event's (MISSING_API: the cluster does not serve the trial resource's kind)."""
         previous = body.get("status") or {}
         now_text = rfc3339(now)
         generation = body["metadata"].get("generation")
@@ -75,12 +82,12 @@ class StatusWriter:
         conditions = previous.get("conditions") or []
         for type_, value in ((COND_INVALID, True), (COND_FAILED, True), (COND_RUNNING, False),
                              (COND_SUCCEEDED, False)):
-            conditions = set_condition(conditions, type_, value, "InvalidSpec", message, generation, now_text)
+            conditions = set_condition(conditions, type_, value, reason, message, generation, now_text)
         status = {"phase": FAILED, "conditions": conditions, "observedGeneration": generation,
                   "message": message}
         if previous.get("phase") != FAILED or not condition_status(previous.get("conditions") or [],
                                                                          COND_INVALID):
-            self.cluster.emit_event(body, "Warning", "InvalidSpec", message)
+            self.cluster.emit_event(body, "Warning", reason, message)
         self.patch(body, status)
 
     def write_progress(
