@@ -15,6 +15,7 @@ import yaml
 
 from ktune.algorithms.options import IGNORED_OPTIONS
 from ktune.cli.katib_collector import metrics_source
+from ktune.cli.katib_trial import TrialTemplateError, convert_trial
 from ktune.contract import API_GROUP, API_VERSION, TUNINGJOB_KIND, param_env_name
 from ktune.log_metrics import metric_name
 from ktune.spec import kube_yaml
@@ -29,7 +30,8 @@ _ALGORITHMS: dict[str, tuple[str, str | None, str | None]] = {
     "multivariate-tpe": ("tpe", None, None),
     "cmaes": ("cmaes", None, None),
     "sobol": ("qmc", None, None),
-    "bayesianoptimization": ("gp", None, "Katib's scikit-optimize Bayesian optimization becomes Optuna's GP sampler"),
+    "bayesianoptimization": ("tpe", None, "Katib's scikit-optimize Bayesian optimization becomes Optuna's TPE "
+                             "sampler (Optuna's GP sampler needs torch, which the operator image leaves out)"),
     "hyperband": ("random", "hyperband", "Katib's hyperband suggestion becomes random sampling with Optuna's "
                   "Hyperband pruner; trials are stopped early on intermediate values instead of being "
                   "relaunched with a larger resource"),
@@ -38,9 +40,9 @@ _UNSUPPORTED_ALGORITHMS = {"enas", "darts", "pbt"}
 
 # Katib algorithmSettings names -> ktune sampler option names, per ktune sampler.
 _SAMPLER_SETTINGS: dict[str, dict[str, str]] = {
-    "tpe": {"n_startup_trials": "n_startup_trials", "n_ei_candidates": "n_ei_candidates"},
+    "tpe": {"n_startup_trials": "n_startup_trials", "n_ei_candidates": "n_ei_candidates",
+            "n_initial_points": "n_startup_trials"},  # skopt's name, from bayesianoptimization
     "cmaes": {"sigma": "sigma0", "restart_strategy": "restart_strategy"},
-    "gp": {"n_initial_points": "n_startup_trials"},
     "random": {},
     "grid": {},
     "qmc": {},
@@ -49,9 +51,6 @@ _SEED_SETTINGS = {"random_state", "seed"}
 
 # Katib medianstop settings -> Optuna MedianPruner options.
 _MEDIANSTOP_SETTINGS = {"min_trials_required": "n_startup_trials", "start_step": "n_warmup_steps"}
-
-_TRIAL_PARAMETER = re.compile(r"\$\{trialParameters\.([^}]+)\}")
-_TRIAL_META = re.compile(r"\$\{trialSpec\.([^}]+)\}")
 
 
 @dataclass
@@ -93,7 +92,7 @@ def convert_experiment(experiment: Any) -> Conversion:
     _algorithm(spec.get("algorithm") or {}, job_spec, notes)
     _early_stopping(spec.get("earlyStopping"), job_spec, notes)
     job_spec["budget"] = _budget(spec)
-    job_spec["trial"] = {"template": _trial_template(spec.get("trialTemplate") or {}, renamed, notes)}
+    job_spec["trial"] = _trial(spec.get("trialTemplate") or {}, renamed, notes, refused)
     source = metrics_source(spec, notes, refused)
     if source is not None:
         job_spec["metricsSource"] = source
@@ -286,65 +285,14 @@ def _budget(spec: Mapping[str, Any]) -> dict[str, Any]:
     return budget
 
 
-def _trial_template(template: Mapping[str, Any], renamed: dict[str, str], notes: list[str]) -> dict[str, Any]:
-    trial_spec = template.get("trialSpec")
-    if template.get("configMap") or not trial_spec:
-        raise KatibError("spec.trialTemplate.trialSpec: missing (a template kept in a ConfigMap cannot be converted; "
-                         "inline it first)")
-    kind, api_version = trial_spec.get("kind"), trial_spec.get("apiVersion")
-    if (kind, api_version) not in (("Job", "batch/v1"), ("Pod", "v1")):
-        raise KatibError(f"spec.trialTemplate.trialSpec: {api_version} {kind} cannot be converted: ktune runs one pod "
-                         "per trial (a v1 Pod or the pod template of a batch/v1 Job converts)")
-    if kind == "Pod":
-        pod_template = {"spec": _copy(trial_spec.get("spec") or {})}
-    else:
-        pod_template = _copy((trial_spec.get("spec") or {}).get("template") or {})
+def _trial(template: Mapping[str, Any], renamed: dict[str, str], notes: list[str],
+           refused: list[str]) -> dict[str, Any]:
     references = {p["name"]: renamed.get(p.get("reference"), parameter_name(str(p.get("reference"))))
                   for p in template.get("trialParameters") or []}
-    containers = (pod_template.get("spec") or {}).get("containers") or []
-    primary = template.get("primaryContainerName")
-    if primary and len(containers) > 1:
-        containers.sort(key=lambda c: c.get("name") != primary)
-        notes.append(f"container `{primary}` moved first: ktune reads metrics from the first container")
-    _rewrite_strings(pod_template, references, notes)
-    for key in ("successCondition", "failureCondition", "retain"):
-        if template.get(key):
-            notes.append(f"trialTemplate.{key} dropped: ktune judges a trial by its pod's exit code and result message")
-    return pod_template
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
-
-
-def _rewrite_strings(node: Any, references: dict[str, str], notes: list[str]) -> Any:
-    """Rewrite `${trialParameters.x}` to `$(KTUNE_PARAM_X)` in every string of a pod template, in place."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            node[key] = _rewrite_strings(value, references, notes)
-        return node
-    if isinstance(node, list):
-        return [_rewrite_strings(v, references, notes) for v in node]
-    if not isinstance(node, str):
-        return node
-
-    def parameter(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in references:
-            raise KatibError(f"trial template refers to ${{trialParameters.{name}}}, which trialParameters "
-                             "does not define")
-        return f"$({param_env_name(references[name])})"
-
-    def meta(match: re.Match[str]) -> str:
-        notes.append(f"${{trialSpec.{match.group(1)}}} has no ktune equivalent: use $(KTUNE_TRIAL_NUMBER) or "
-                     "$(KTUNE_TUNINGJOB)")
-        return match.group(0)
-
-    return _TRIAL_META.sub(meta, _TRIAL_PARAMETER.sub(parameter, node))
+    try:
+        return convert_trial(template, references, notes, refused)
+    except TrialTemplateError as error:
+        raise KatibError(str(error)) from None
 
 
 def _unsupported_fields(spec: Mapping[str, Any], notes: list[str]) -> None:
