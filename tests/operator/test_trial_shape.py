@@ -3,12 +3,14 @@ columns and `ktune status` (#15 item 2)."""
 
 from typing import Any
 
+from ktune import metrics
 from ktune.algorithms import load_tuningjob
 from ktune.engine import TrialRecord, TrialState
 from ktune.operator.inspection import ClusterStudy, status_report
 from ktune.operator.trials import AttemptShape, recorded_attempt, trial_status
 from ktune.spec.crd_schema import trial_crd
-from tests.operator.test_reconcile import job_body
+from tests.operator.test_job_backend import FakeJobCluster, job_trial_body
+from tests.operator.test_reconcile import Harness, job_body
 
 RECORD = TrialRecord(number=0, params={"lr": 0.1}, state=TrialState.SUCCEEDED, values=[0.5])
 
@@ -67,3 +69,22 @@ def test_ktune_status_shows_each_trials_kind_and_pods():
     assert table[0].split()[:4] == ["TRIAL", "STATE", "KIND", "PODS"]
     assert table[1].split()[:4] == ["0", "Succeeded", "PyTorchJob", "2"]
     assert table[2].split()[:4] == ["1", "Running", "Job", "3"]
+
+
+def test_a_job_trials_status_and_events_name_its_job_and_its_pods():
+    def scrape(url: str, timeout: float) -> metrics.TrialMetrics:
+        return metrics.TrialMetrics(values={"score": 0.01}, step=1)  # below the threshold: pruned
+
+    test = Harness(job_trial_body(max_trials=1, parallelism=1, pruner={"name": "threshold", "options": {"lower": 0.5}}),
+                   scrape=scrape)
+    test.cluster = cluster = FakeJobCluster()
+    test.reconciler = test.fresh_reconciler()
+    test.tick()
+    status = cluster.trials["job-0"]["status"]
+    assert (status["kind"], status["pods"], status["resourceName"]) == ("Job", 2, "job-0-1")
+    assert status.get("podName") is None
+    cluster.start_job_pods("job-0-1")
+    test.tick()
+    assert test.trial_states()["job-0"] == "Pruned"
+    pruned = [message for _, reason, message in cluster.events if reason == "TrialPruned"]
+    assert pruned == ["job-0 pruned at step 1; its Job (with its 2 pods) job-0-1 was deleted"]

@@ -15,7 +15,7 @@ from ktune.engine import JOB_STOPPED, Engine, TrialRecord, TrialState
 from ktune.operator.cluster import AlreadyExists, Cluster
 from ktune.operator.pods import trial_name, trial_pod_name
 from ktune.operator.settings import OperatorSettings
-from ktune.operator.trials import AttemptShape, trial_manifest, trial_status
+from ktune.operator.trials import POD_KIND, AttemptShape, trial_manifest, trial_status
 from ktune.trials.backend import HowStarted
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,10 @@ class TrialObjects:
                                                                      strict=False))
             self.cluster.emit_event(self.body, "Normal", "TrialSucceeded", f"{name} succeeded: {values}")
         elif record.state == TrialState.PRUNED:
+            shape = AttemptShape.of(self.engine.spec.trial)
+            what = "pod" if shape.kind == POD_KIND else f"{shape.kind} (with its {shape.pods} pods)"
             self.cluster.emit_event(self.body, "Normal", "TrialPruned",
-                                    f"{name} pruned at step {last_step}; its pod "
+                                    f"{name} pruned at step {last_step}; its {what} "
                                     f"{trial_pod_name(self.job_name, record.number, attempt)} was deleted")
         elif record.reason != JOB_STOPPED:  # the job's own Event says why it stopped its trials
             self.cluster.emit_event(self.body, "Warning", "TrialFailed",
