@@ -30,8 +30,7 @@ from ktune import metrics
 from ktune.algorithms import load_tuningjob
 from ktune.engine import JOB_STOPPED, TRIAL_DELETED, Engine, TrialRecord, TrialState
 from ktune.engine.warm_start import ImportedTrials
-from ktune.operator.cluster import Cluster
-from ktune.operator.job_backend import JobBackend, job_controlled, job_finished
+from ktune.operator.cluster import ApiError, Cluster
 from ktune.operator.ownership import Ownership
 from ktune.operator.pod_backend import (
     PodBackend,
@@ -44,8 +43,10 @@ from ktune.operator.pod_backend import (
 from ktune.operator.pod_logs import PodLogMetrics
 from ktune.operator.pod_policy import trial_forbidden_fields
 from ktune.operator.pods import controller_uid, pod_attempt, trial_name
+from ktune.operator.resource_adapters import ADAPTERS, adapter_for, controlled_by_trial_resource
+from ktune.operator.resource_backend import ResourceBackend
 from ktune.operator.settings import OperatorSettings
-from ktune.operator.status_writer import ACCEPTED_SPEC_FIELD, JobProgress, StatusWriter
+from ktune.operator.status_writer import ACCEPTED_SPEC_FIELD, INVALID_SPEC, MISSING_API, JobProgress, StatusWriter
 from ktune.operator.trial_objects import TrialObjects
 from ktune.operator.trials import epoch, record_from_trial, recorded_attempt, trial_attempts, trial_status
 from ktune.operator.warm_start_sources import WarmStartSources, cross_namespace_problems
@@ -112,7 +113,7 @@ class JobReconciler:
         state = self._state(body, job, now)
         namespace = _namespace(body)
         listed = self.cluster.list_pods(namespace, job.name)
-        pods = {pod["metadata"]["name"]: pod for pod in listed if not job_controlled(pod)}
+        pods = {pod["metadata"]["name"]: pod for pod in listed if not controlled_by_trial_resource(pod)}
         self._delete_stray_pods(body, state, pods, now)
         logs = PodLogMetrics(self.cluster, job, namespace, self.settings.scrape_timeout_seconds)
         read = direct_or_prometheus(job, namespace, self.settings.scrape_timeout_seconds, self.scrape,
@@ -120,12 +121,15 @@ class JobReconciler:
         state.trials.body = body
         final_result = logs.final_result if job.spec.metrics_source.type == "logs" else None
         backend: Backend
-        if job.spec.trial.resource is None:
+        resource = job.spec.trial.resource
+        if resource is None:
             backend = PodBackend(self.cluster, job, namespace, pods, state.trials.owners, read,
                                  delete_succeeded=self.settings.delete_succeeded_pods, final_result=final_result)
         else:
-            backend = JobBackend(self.cluster, job, namespace, self.cluster.list_trial_jobs(namespace, job.name),
-                                 listed, state.trials.owners, read, self.settings.delete_succeeded_pods, final_result)
+            api = adapter_for(resource.api_version, resource.kind).api
+            backend = ResourceBackend(self.cluster, job, namespace,
+                                      self.cluster.list_trial_resources(namespace, api, job.name), listed,
+                                      state.trials.owners, read, self.settings.delete_succeeded_pods, final_result)
             backend.delete_strays(state.driver.live_attempts(), now, self.settings.failed_pod_retention_seconds)
         decision = state.driver.advance(backend, now, launch=not job.spec.suspend)
         if state.driver.conflict:
@@ -181,10 +185,17 @@ class JobReconciler:
         problems += cross_namespace_problems(job, _namespace(body), self.settings)
         if problems:
             self._write_invalid(body, problems, now)
-        return bool(problems)
+            return True
+        resource = job.spec.trial.resource
+        missing = None if resource is None else adapter_for(resource.api_version, resource.kind).missing_api(
+            self.cluster)
+        if missing is not None:
+            self._write_invalid(body, [missing], now, reason=MISSING_API)
+        return missing is not None
 
-    def _write_invalid(self, body: dict[str, Any], problems: list[str], now: float) -> None:
-        self.status.write_invalid(body, problems, now)
+    def _write_invalid(self, body: dict[str, Any], problems: list[str], now: float,
+                       reason: str = INVALID_SPEC) -> None:
+        self.status.write_invalid(body, problems, now, reason)
         self._stop_running_trials(body, "the TuningJob became invalid (see its Invalid condition)", now)
         self.state = None
 
@@ -205,18 +216,32 @@ class JobReconciler:
             self.cluster.patch_trial_status(namespace, trial["metadata"]["name"], status,
                                             trial["metadata"].get("resourceVersion"))
         owners = {int(trial["spec"]["number"]): trial for trial in trials}
-        pods = [pod for pod in self.cluster.list_pods(namespace, name) if not job_controlled(pod)]
+        pods = [pod for pod in self.cluster.list_pods(namespace, name) if not controlled_by_trial_resource(pod)]
         for _, pod in self.ownership.pods(body, owners, pods).values():
             if not pod_finished(pod) and not pod["metadata"].get("deletionTimestamp"):
                 self.cluster.delete_pod(namespace, pod["metadata"]["name"])
-        trial_spec = (body.get("spec") or {}).get("trial")
-        if isinstance(trial_spec, Mapping) and "resource" in trial_spec:
-            # The trials' Jobs still running (finished ones stay for their pods' logs), with all their pods.
-            uids = {trial["metadata"]["uid"] for trial in trials}
-            for trial_job in self.cluster.list_trial_jobs(namespace, name):
-                if (controller_uid(trial_job) in uids and not job_finished(trial_job)
-                        and not trial_job["metadata"].get("deletionTimestamp")):
-                    self.cluster.delete_trial_job(namespace, trial_job["metadata"]["name"])
+        self._stop_running_resources(body, {trial["metadata"]["uid"] for trial in trials})
+
+    def _stop_running_resources(self, body: dict[str, Any], uids: set[str]) -> None:
+        """Delete the trials' resources still running (finished ones stay for their pods' logs), with all their
+        pods. The job is invalid: its kind is read from the body as written, and one whose API the cluster does
+        not serve has nothing to stop."""
+        resource = ((body.get("spec") or {}).get("trial") or {}).get("resource")
+        adapter = ADAPTERS.get((str(resource.get("apiVersion")), str(resource.get("kind")))) \
+            if isinstance(resource, Mapping) else None
+        if adapter is None:
+            return
+        namespace = _namespace(body)
+        try:
+            listed = self.cluster.list_trial_resources(namespace, adapter.api, body["metadata"]["name"])
+        except ApiError as error:
+            if error.status == 404:
+                return
+            raise
+        for obj in listed:
+            if (controller_uid(obj) in uids and not adapter.finished(obj)
+                    and not obj["metadata"].get("deletionTimestamp")):
+                self.cluster.delete_trial_resource(namespace, adapter.api, obj["metadata"]["name"])
 
     # ---- the engine and live trials ---------------------------------------------------------------
 
@@ -243,7 +268,7 @@ class JobReconciler:
         trial_objects = TrialObjects(self.cluster, self.settings, engine, owners)
         driver = TrialDriver(engine, self._driver_settings(), trial_objects)
         pods = self.ownership.pods(body, owners, [pod for pod in self.cluster.list_pods(_namespace(body), job.name)
-                                                  if not job_controlled(pod)])
+                                                  if not controlled_by_trial_resource(pod)])
         for trial in trials:
             record = records[trial["spec"]["number"]]
             if record.state != TrialState.RUNNING:
