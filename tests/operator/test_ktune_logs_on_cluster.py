@@ -2,7 +2,8 @@
 
 The logs come through kube-apiserver's `pods/log` from the node agent's kubelet log endpoint
 (tests/cluster/kubelet_logs.py), as they would from a kubelet: a pod trial's log, an Indexed Job trial's metrics
-pod (index 0) by default and each of its pods with --all, and the refusals that name what to do.
+pod (index 0) and a PyTorchJob trial's (the Master, under the real training-operator) by default, each pod of a
+trial with --all, and the refusals that name what to do.
 """
 
 import subprocess
@@ -27,6 +28,8 @@ pytestmark = pytest.mark.cluster
 
 # Each pod says which completion index it is before the stand-in trainer runs.
 SAY_INDEX = ["sh", "-c", 'echo "index=${JOB_COMPLETION_INDEX:-none}"; exec "$@"', "sh", sys.executable, str(STAND_IN)]
+# Each replica of a PyTorchJob says its rank (the training-operator sets RANK: 0 for the Master).
+SAY_RANK = ["sh", "-c", 'echo "rank=${RANK:-none}"; exec "$@"', "sh", sys.executable, str(STAND_IN)]
 
 
 @pytest.fixture
@@ -95,6 +98,34 @@ def test_ktune_logs_prints_a_pod_trials_log_and_a_job_trials_metrics_pod_or_ever
     cluster.kubectl("delete", "pod", single_pod, "-n", namespace, "--wait=true")
     gone = ktune_logs(cluster, "single", "0", "-n", namespace)
     assert gone.returncode == 1 and "has no pod now" in gone.stderr and "DELETE_SUCCEEDED_PODS" in gone.stderr
+
+
+def test_ktune_logs_prints_a_pytorchjob_trials_master_by_default_and_both_replicas_with_all(
+    cluster: Cluster, training_operator: object, namespace: str, keeping_operator: OperatorProcess
+):
+    job = stand_in_job("ddp", namespace, budget={"maxTrials": 1, "parallelism": 1})
+    template = job["spec"]["trial"].pop("template")
+    container = {**template["spec"]["containers"][0], "name": "pytorch", "command": SAY_RANK}
+
+    def replica() -> dict:
+        return {"replicas": 1, "restartPolicy": "Never", "template": {"spec": {"containers": [dict(container)]}}}
+
+    job["spec"]["trial"]["resource"] = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "spec": {
+        "pytorchReplicaSpecs": {"Master": replica(), "Worker": replica()}}}
+    apply(cluster, job)
+    assert wait_finished(cluster, namespace, "ddp", 240, keeping_operator)["status"]["phase"] == "Succeeded"
+
+    pods = get(cluster, "pods", namespace, selector="ktune.dev/tuningjob=ddp")["items"]
+    logs = {pod["metadata"]["labels"]["training.kubeflow.org/replica-type"]:
+            cluster.kubectl("logs", pod["metadata"]["name"], "-n", namespace, "-c", "pytorch").stdout for pod in pods}
+    assert sorted(logs) == ["master", "worker"] and logs["master"].startswith("rank=0\n"), logs
+    master = ktune_logs(cluster, "ddp", "0", "-n", namespace)
+    assert master.returncode == 0, master.stderr
+    assert master.stdout == logs["master"]
+    every = ktune_logs(cluster, "ddp", "0", "-n", namespace, "--all").stdout
+    assert sorted(every.split("==> pod/")[1:]) == sorted(
+        f"{pod['metadata']['name']} <==\n{logs[pod['metadata']['labels']['training.kubeflow.org/replica-type']]}"
+        for pod in pods)
 
 
 def test_kubectl_apply_k_manifests_is_accepted_by_the_api_server(cluster: Cluster, operator_kubeconfig: Path):
