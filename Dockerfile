@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # ktune's two images, one build:
 #   docker build --target operator -t ghcr.io/ktune/operator:0.1.0 .   # the operator: slim Python, no torch
+#     (so no gp sampler on a cluster: PyPI's torch would add 5.3 GB to its 0.55 GB venv; scipy for qmc is in)
 #   docker build --target trainer  -t ghcr.io/ktune/trainer:0.1.0 .    # the reference trainer: CUDA-capable torch
 # Base images are pinned to exact tags; pin digests too (image@sha256:...) with --build-arg in release builds.
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm

@@ -13,11 +13,19 @@ from ktune.algorithms.rules import OptunaRules
 from ktune.algorithms.samplers import SAMPLER_CLASSES, build_sampler, grid_points, grid_size, trial_seed
 
 RULES = OptunaRules()
+"""The cluster's rules: the CRD, `ktune validate` and the operator."""
+LOCAL_RULES = OptunaRules(local=True)
+"""`ktune run`'s rules: also the samplers the operator image cannot run, where their packages import."""
 
 
 def load_tuningjob(source: str | os.PathLike[str] | Mapping[str, Any]) -> spec.TuningJob:
     """A TuningJob from a YAML file path or a parsed object, with defaults filled; SpecError lists all problems."""
     return spec.load_tuningjob(source, RULES)
+
+
+def load_local_tuningjob(source: str | os.PathLike[str] | Mapping[str, Any]) -> spec.TuningJob:
+    """`load_tuningjob` for `ktune run`: the samplers allowed are those this machine can run (LOCAL_RULES)."""
+    return spec.load_tuningjob(source, LOCAL_RULES)
 
 
 def validate_tuningjob(obj: Mapping[str, Any]) -> list[str]:
@@ -31,6 +39,7 @@ def validate_files(paths: Sequence[str | os.PathLike[str]]) -> int:
 
 
 __all__ = [
-    "PRUNER_CLASSES", "RULES", "SAMPLER_CLASSES", "OptunaRules", "build_pruner", "build_sampler", "grid_points",
-    "grid_size", "load_tuningjob", "trial_seed", "validate_files", "validate_tuningjob",
+    "LOCAL_RULES", "PRUNER_CLASSES", "RULES", "SAMPLER_CLASSES", "OptunaRules", "build_pruner", "build_sampler",
+    "grid_points", "grid_size", "load_local_tuningjob", "load_tuningjob", "trial_seed", "validate_files",
+    "validate_tuningjob",
 ]

@@ -7,6 +7,7 @@ rather than mid-job.
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -20,12 +21,26 @@ from ktune.spec import MAX_GRID_POINTS, Parameter, Problems
 SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
 
 
-class OptunaRules:
-    """The samplers and pruners of `SAMPLER_CLASSES` and `PRUNER_CLASSES`, checked against Optuna."""
+# Samplers the operator image cannot run, by the module they need: `ktune run` offers them where it imports.
+# Measured (tests/install/test_operator_install.py builds that install): the operator's venv is 0.55 GB with
+# scipy for qmc (0.14 GB of it); PyPI's torch for gp would add 5.3 GB with its CUDA libraries.
+LOCAL_ONLY_SAMPLERS = {"gp": "torch"}
 
-    sampler_names: tuple[str, ...] = tuple(SAMPLER_CLASSES)
-    single_objective_samplers: tuple[str, ...] = SINGLE_OBJECTIVE_SAMPLERS
-    pruner_names: tuple[str, ...] = tuple(PRUNER_CLASSES)
+
+class OptunaRules:
+    """The samplers and pruners of `SAMPLER_CLASSES` and `PRUNER_CLASSES`, checked against Optuna.
+
+    The default rules are the cluster's (the CRD, `ktune validate`, the operator): no sampler of
+    `LOCAL_ONLY_SAMPLERS`. `local=True` are `ktune run`'s: those too, where their module imports.
+    """
+
+    def __init__(self, local: bool = False) -> None:
+        self.unavailable_samplers = {name: _unavailable(name, module, local)
+                                     for name, module in LOCAL_ONLY_SAMPLERS.items()
+                                     if not (local and importlib.util.find_spec(module) is not None)}
+        self.sampler_names = tuple(name for name in SAMPLER_CLASSES if name not in self.unavailable_samplers)
+        self.single_objective_samplers = SINGLE_OBJECTIVE_SAMPLERS
+        self.pruner_names = tuple(PRUNER_CLASSES)
 
     def sampler_option_problems(self, name: str, options: Mapping[str, Any], path: str) -> Problems:
         return option_problems(path, "sampler", name, SAMPLER_CLASSES[name], options, RESERVED_SAMPLER_OPTIONS)
@@ -50,6 +65,13 @@ class OptunaRules:
 
     def pruner_build_problems(self, name: str, options: Mapping[str, Any]) -> Problems:
         return _build_problems("spec.pruner.options", lambda: build_pruner(name, dict(options)))
+
+
+def _unavailable(name: str, module: str, local: bool) -> str:
+    if local:
+        return f"{name} needs {module}, which is not installed here: pip install {module} (or ktune[trainer])"
+    return (f"{name} runs only with `ktune run`: Optuna's {name} sampler needs {module}, which the operator image "
+            f"leaves out (PyPI's {module} would add about 5 GB); on a cluster use tpe, qmc or cmaes")
 
 
 def _build_problems(path: str, build: Callable[[], Any]) -> Problems:

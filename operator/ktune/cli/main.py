@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ktune import __version__
-from ktune.cli import cluster_commands, logs
+from ktune.cli import cluster_commands
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
@@ -57,7 +57,7 @@ def add_run_command(subcommands: Subcommands) -> None:
 
 
 def run_job(args: argparse.Namespace) -> int:
-    from ktune.algorithms import load_tuningjob
+    from ktune.algorithms import load_local_tuningjob
     from ktune.local.processes import LocalTemplateError
     from ktune.local.progress import Progress
     from ktune.local.run_directory import RunDirectoryError
@@ -65,7 +65,7 @@ def run_job(args: argparse.Namespace) -> int:
     from ktune.spec import SpecError
 
     try:
-        job = load_tuningjob(args.file)
+        job = load_local_tuningjob(args.file)
     except SpecError as error:
         return _print_problems(args.file, error.problems)
     if job.spec.suspend:
@@ -140,8 +140,8 @@ def import_katib(args: argparse.Namespace) -> int:
 
 
 COMMANDS: list[Callable[[Subcommands], None]] = [add_run_command, add_validate_command, add_import_katib_command]
-# The cluster subcommands (operator, status, export) live with the operator; logs has its own module.
-COMMANDS += cluster_commands.COMMANDS + logs.COMMANDS
+# The cluster subcommands (operator, status, export) live with the operator.
+COMMANDS += cluster_commands.COMMANDS
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ import optuna
 from optuna.storages import InMemoryStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from ktune.algorithms import load_tuningjob
+from ktune.algorithms import load_local_tuningjob
 from ktune.engine import Engine
 from ktune.engine.warm_start import WarmStartSource
 from ktune.local.run_directory import JOURNAL, RUN_JSON, RunDirectoryError
@@ -27,8 +27,8 @@ def read_run(path: Path) -> WarmStartSource:
                                 "pass the directory an earlier `ktune run` wrote, e.g. ktune-runs/<job>)")
     try:
         saved = json.loads(run_json.read_text())
-        job = load_tuningjob({"apiVersion": API_VERSION, "kind": "TuningJob",
-                              "metadata": {"name": saved["tuningjob"]}, "spec": saved["spec"]})
+        job = load_local_tuningjob({"apiVersion": API_VERSION, "kind": "TuningJob",
+                                    "metadata": {"name": saved["tuningjob"]}, "spec": saved["spec"]})
     except (ValueError, KeyError, TypeError) as error:
         problems = "; ".join(error.problems) if isinstance(error, SpecError) else str(error)
         raise RunDirectoryError(f"warm start from {path}: {run_json} is damaged ({problems})") from None

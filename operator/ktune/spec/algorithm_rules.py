@@ -23,6 +23,11 @@ class AlgorithmRules(Protocol):
         ...
 
     @property
+    def unavailable_samplers(self) -> Mapping[str, str]:
+        """Sampler names refused here though ktune knows them, each with why and what to do instead."""
+        ...
+
+    @property
     def single_objective_samplers(self) -> tuple[str, ...]:
         """Samplers that optimise one objective only (refused with `objectives`)."""
         ...

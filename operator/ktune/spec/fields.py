@@ -148,7 +148,10 @@ def check_sampler(check: Checker, raw: Any, rules: AlgorithmRules) -> dict[str, 
         return None
     check.known_fields(sampler, "spec.sampler", _SAMPLER_FIELDS)
     filled = copy.deepcopy(DEFAULTS["sampler"]) | dict(sampler)
-    ok = check.enum(filled["name"], "spec.sampler.name", rules.sampler_names)
+    why_not = rules.unavailable_samplers.get(filled["name"]) if isinstance(filled["name"], str) else None
+    if why_not is not None:
+        check.problem("spec.sampler.name", why_not)
+    ok = why_not is None and check.enum(filled["name"], "spec.sampler.name", rules.sampler_names)
     if filled["seed"] is not None:
         ok &= check.integer(filled["seed"], "spec.sampler.seed", 0, MAX_SEED)
     options = check.options(filled["options"], "spec.sampler.options")
