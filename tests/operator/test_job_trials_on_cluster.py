@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.cluster.controlplane import Cluster
 from tests.cluster.waiting import wait_until
@@ -21,6 +22,7 @@ from tests.operator.operator_harness import (
 )
 
 pytestmark = pytest.mark.cluster
+ROOT = Path(__file__).resolve().parents[2]
 
 CPU_PER_POD = 0.25
 
@@ -184,3 +186,16 @@ def test_the_api_server_refuses_primary_pod_without_resource(cluster: Cluster, o
     job["spec"]["trial"]["primaryPod"] = {"matchLabels": {"training.kubeflow.org/replica-type": "master"}}
     result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(job), check=False)
     assert result.returncode != 0 and "primaryPod needs resource" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("path", ["examples/pytorchjob.yaml", "tests/fixtures/tuningjobs/valid/pytorchjob.yaml",
+                                  "tests/fixtures/tuningjobs/valid/indexed-job.yaml"])
+def test_the_api_server_accepts_the_trial_resources_ktune_validate_accepts(cluster: Cluster, operator_kubeconfig: Path,
+                                                                          namespace: str, path: str):
+    job = yaml.safe_load((ROOT / path).read_text())
+    job["metadata"]["namespace"] = namespace
+    job["spec"]["trial"]["primaryPod"] = {"matchExpressions": [
+        {"key": "training.kubeflow.org/replica-type", "operator": "In", "values": ["master", "worker"]},
+        {"key": "training.kubeflow.org/replica-index", "operator": "Exists"}]}
+    result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(job), check=False)
+    assert result.returncode == 0, result.stderr

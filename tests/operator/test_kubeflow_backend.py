@@ -228,3 +228,13 @@ def test_gpu_and_cpu_hours_count_every_pod_of_every_replica_with_its_own_request
     # 1 master x 1 GPU + 2 workers x 2 GPUs = 5 GPUs, 3 pods x 0.5 CPU (a sidecar without requests counts none)
     assert status["gpuHoursUsed"] == round(5 * 360 / 3600, 6)
     assert status["cpuHoursUsed"] == round(1.5 * 360 / 3600, 6)
+
+
+def test_a_pytorchjob_that_never_gets_a_pod_fails_metrics_unavailable_asking_whether_its_controller_runs():
+    test, cluster = harness(max_trials=1, parallelism=1)
+    test.tick(CREATED)
+    test.tick(CREATED + test.reconciler.settings.unschedulable_timeout_seconds + 1)
+    trial = cluster.trials["job-0"]["status"]
+    assert (trial["state"], trial["reason"]) == ("Failed", "MetricsUnavailable")
+    assert "PyTorchJob job-0-1 has no pod yet" in trial["message"]
+    assert "is Kubeflow's training-operator running?" in trial["message"]

@@ -1,15 +1,20 @@
 """The admin's trial pod policy (setting forbidPrivilegedTrials) and the security defaults of trial pods,
 without a cluster; tests/security/test_security_on_cluster.py shows both on the real API server."""
 
-import pytest
+from pathlib import Path
 
-from ktune.operator.pod_policy import forbidden_fields
+import pytest
+import yaml
+
+from ktune.algorithms import load_tuningjob
+from ktune.operator.pod_policy import forbidden_fields, trial_forbidden_fields
 from ktune.operator.pods import trial_pod_manifest
 from ktune.operator.reconcile import JobReconciler
 from ktune.operator.settings import OperatorSettings
 from tests.chart.helm import render
 from tests.operator.test_reconcile import NOW, Harness, job_body
 
+CORPUS = Path(__file__).parents[1] / "fixtures" / "tuningjobs" / "valid"
 TRIAL = {"apiVersion": "ktune.dev/v1alpha1", "kind": "Trial", "metadata": {"name": "job-0", "uid": "u"}}
 ESCAPES = {
     "privileged": ({"containers": [{"name": "t", "command": ["train"], "securityContext": {"privileged": True}}]},
@@ -84,6 +89,20 @@ def test_a_garbled_template_is_left_to_the_api_server_and_does_not_break_the_pol
         "s", {"name": "s", "securityContext": {"capabilities": "ALL", "runAsUser": False}, "ports": ["80"]}]}}
     assert forbidden_fields(garbled) == []
     assert forbidden_fields({"spec": "nothing"}) == []
+
+
+def test_every_pod_template_of_a_trial_resource_is_checked_and_named_by_its_path():
+    """A Kubeflow job's Worker (not only the Master, the trial's `template`) and a Job's one template."""
+    job = yaml.safe_load((CORPUS / "pytorchjob.yaml").read_text())
+    worker = job["spec"]["trial"]["resource"]["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]
+    worker["hostNetwork"] = True
+    assert trial_forbidden_fields(load_tuningjob(job).spec.trial) == [
+        "spec.trial.resource.spec.pytorchReplicaSpecs.Worker.template.spec.hostNetwork: forbidden by the operator's "
+        "trial pod policy (setting forbidPrivilegedTrials); remove it"]
+    job = yaml.safe_load((CORPUS / "indexed-job.yaml").read_text())
+    job["spec"]["trial"]["resource"]["spec"]["template"]["spec"]["hostPID"] = True
+    assert [problem.split(":")[0] for problem in trial_forbidden_fields(load_tuningjob(job).spec.trial)] == [
+        "spec.trial.resource.spec.template.spec.hostPID"]
 
 
 @pytest.mark.parametrize("forbid", [True, False])

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ktune import __version__
-from ktune.cli import cluster_commands
+from ktune.cli import cluster_commands, logs
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
@@ -140,8 +140,8 @@ def import_katib(args: argparse.Namespace) -> int:
 
 
 COMMANDS: list[Callable[[Subcommands], None]] = [add_run_command, add_validate_command, add_import_katib_command]
-# The cluster subcommands (operator, status, export) live with the operator.
-COMMANDS += cluster_commands.COMMANDS
+# The cluster subcommands (operator, status, export) live with the operator; logs has its own module.
+COMMANDS += cluster_commands.COMMANDS + logs.COMMANDS
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,12 +1,15 @@
 """The admin's trial pod policy: with `forbid_privileged_trials`, trial templates may not take over their node.
 
-A TuningJob author can put anything into `spec.trial.template`; where cluster admins do not enforce Pod
-Security Admission on the namespace, this setting refuses the ways out of a container listed in
-`forbidden_fields`.
+A TuningJob author can put anything into `spec.trial.template` (or each pod template of `spec.trial.resource`: a
+Job's, every replica's of a Kubeflow job); where cluster admins do not enforce Pod Security Admission on the
+namespace, this setting refuses the ways out of a container listed in `forbidden_fields`, in every one of them.
 """
 
 from collections.abc import Mapping
 from typing import Any
+
+from ktune.spec import TrialSpec
+from ktune.spec.trial import trial_pod_templates
 
 TEMPLATE_PATH = "spec.trial.template.spec"
 HOW_TO_FIX = "forbidden by the operator's trial pod policy (setting forbidPrivilegedTrials); remove it"
@@ -16,8 +19,15 @@ CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 HARMLESS_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
 
 
-def forbidden_fields(template: Mapping[str, Any]) -> list[str]:
-    """One problem per field of a PodTemplateSpec that asks for the node or for privileges.
+def trial_forbidden_fields(trial: TrialSpec) -> list[str]:
+    """`forbidden_fields` of every pod template the trial runs, each problem named by its template's path."""
+    return [problem for path, template, _ in trial_pod_templates(trial)
+            for problem in forbidden_fields(template, f"{path}.spec")]
+
+
+def forbidden_fields(template: Mapping[str, Any], path: str = TEMPLATE_PATH) -> list[str]:
+    """One problem per field of a PodTemplateSpec that asks for the node or for privileges, named from `path` (where
+    the template's pod spec is).
 
     Pod: hostNetwork/hostPID/hostIPC, hostPath volumes, nodeName (which bypasses the scheduler), and in
     `securityContext` runAsUser 0 or an Unconfined seccomp profile. Each container, init container and
@@ -41,7 +51,7 @@ def forbidden_fields(template: Mapping[str, Any]) -> list[str]:
             for port_index, port in enumerate(_list(container.get("ports"))):
                 if _mapping(port).get("hostPort"):
                     paths.append(f"{where}.ports[{port_index}].hostPort")
-    return [f"{TEMPLATE_PATH}.{path}: {HOW_TO_FIX}" for path in paths]
+    return [f"{path}.{field}: {HOW_TO_FIX}" for field in paths]
 
 
 def _root_or_unconfined(security: Mapping[str, Any]) -> list[str]:

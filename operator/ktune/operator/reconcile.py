@@ -41,7 +41,7 @@ from ktune.operator.pod_backend import (
     pod_finished_at,
 )
 from ktune.operator.pod_logs import PodLogMetrics
-from ktune.operator.pod_policy import forbidden_fields
+from ktune.operator.pod_policy import trial_forbidden_fields
 from ktune.operator.pods import controller_uid, pod_attempt, trial_name
 from ktune.operator.resource_adapters import ADAPTERS, adapter_for, controlled_by_trial_resource
 from ktune.operator.resource_backend import ResourceBackend
@@ -175,7 +175,7 @@ class JobReconciler:
 
     def _refused_by_policy(self, body: dict[str, Any], job: TuningJob, now: float) -> bool:
         """Mark the job Invalid when the admin forbids what it asks for: its trial template, its Prometheus URL."""
-        problems = forbidden_fields(job.spec.trial.template) if self.settings.forbid_privileged_trials else []
+        problems = trial_forbidden_fields(job.spec.trial) if self.settings.forbid_privileged_trials else []
         source = job.spec.metrics_source
         if source.type == "prometheus" and not self.settings.allows_prometheus_url(source.url or ""):
             allowed = self.settings.allowed_prometheus_urls or "none"

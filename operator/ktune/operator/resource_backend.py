@@ -206,8 +206,9 @@ class ResourceBackend:
                        f"{self.selector} (fix the selector: it must select the pod that serves metrics and writes "
                        "the result)")
         else:
+            controller = f"; is {self.adapter.provider} running?" if self.adapter.provider else ""
             message = (f"{kind} {name} has no pod yet (see its events: a quota or an admission policy may refuse "
-                       "its pods)")
+                       f"its pods{controller})")
         return Observation(Phase.PENDING, reason=METRICS_UNAVAILABLE, waiting_for="node",
                            since=epoch(obj["metadata"].get("creationTimestamp")), message=message)
 
