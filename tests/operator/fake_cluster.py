@@ -18,6 +18,8 @@ class FakeCluster:
         self.deleted_pods: list[str] = []
         self.job_status: dict[str, Any] = {}
         self.events: list[tuple[str, str, str]] = []
+        self.trial_events: list[tuple[str, str, str, str]] = []
+        """Events about Trials: (trial, type, reason, message); `events` holds those about the TuningJob."""
         self.jobs: dict[tuple[str, str], dict[str, Any]] = {}  # (namespace, name) -> other TuningJobs
         self.pod_lists = 0  # LIST requests for pods
         self.trial_resources: dict[str, dict[str, dict[str, Any]]] = {}  # plural -> name -> a Job, a PyTorchJob...
@@ -96,7 +98,10 @@ class FakeCluster:
                 self.job_status[key] = copy.deepcopy(value)
 
     def emit_event(self, regarding: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        self.events.append((type_, reason, message))
+        if regarding.get("kind") == contract.TRIAL_KIND:
+            self.trial_events.append((regarding["metadata"]["name"], type_, reason, message))
+        else:
+            self.events.append((type_, reason, message))
 
     def served_resources(self, api_version: str) -> frozenset[str]:
         return frozenset(self.served.get(api_version, ()))

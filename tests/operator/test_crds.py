@@ -63,6 +63,6 @@ def test_both_crds_have_short_names_status_subresource_and_printer_columns():
     for doc in documents:
         assert doc["spec"]["versions"][0]["subresources"] == {"status": {}}
     columns = [c["name"] for c in by_kind["TuningJob"]["spec"]["versions"][0]["additionalPrinterColumns"]]
-    assert columns[:5] == ["Phase", "Best", "Trials", "Running", "Age"]
+    assert columns[:6] == ["Phase", "Objective", "Best", "Trials", "Running", "Age"]
     columns = [c["name"] for c in by_kind["Trial"]["spec"]["versions"][0]["additionalPrinterColumns"]]
     assert columns[:7] == ["Job", "State", "Kind", "Pods", "Value", "Params", "Age"]

@@ -29,7 +29,9 @@ pytestmark = pytest.mark.cluster
 
 
 def events_of(cluster: Cluster, namespace: str) -> list[str]:
-    return [event["reason"] for event in get(cluster, "events", namespace)["items"]]
+    """The reasons of the TuningJobs' Events (each trial Event is recorded on its Trial too)."""
+    return [event["reason"] for event in get(cluster, "events", namespace)["items"]
+            if event["involvedObject"]["kind"] == "TuningJob"]
 
 
 def score(x: float) -> float:
@@ -79,10 +81,10 @@ def test_a_kubectl_applied_tuningjob_succeeds_with_its_best_params_in_status(
     assert trials[0]["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
 
     table = cluster.kubectl("get", "tuningjobs", "-n", namespace).stdout
-    assert table.split()[:6] == ["NAME", "PHASE", "BEST", "TRIALS", "RUNNING", "AGE"]
+    assert table.split()[:7] == ["NAME", "PHASE", "OBJECTIVE", "BEST", "TRIALS", "RUNNING", "AGE"]
     assert "Succeeded" in table and "4/4" in table
     trial_table = cluster.kubectl("get", "trials", "-n", namespace).stdout
-    assert trial_table.split()[:6] == ["NAME", "JOB", "STATE", "VALUE", "PARAMS", "AGE"]
+    assert trial_table.split()[:8] == ["NAME", "JOB", "STATE", "KIND", "PODS", "VALUE", "PARAMS", "AGE"]
 
     cli_env = {"KUBECONFIG": str(cluster.kubeconfig), "PATH": str(KTUNE.parent)}
     shown = subprocess.run([str(KTUNE), "status", "search", "-n", namespace], capture_output=True, text=True,

@@ -202,7 +202,8 @@ def test_a_trial_pod_deleted_by_hand_is_retried_as_a_new_attempt(
     trial = trials_of(cluster, namespace, "deleted")[0]
     assert finished["status"]["phase"] == "Succeeded"
     assert (trial["status"]["state"], trial["status"]["attempts"]) == ("Succeeded", 2)
-    retried = [e["message"] for e in get(cluster, "events", namespace)["items"] if e["reason"] == "TrialRetried"]
+    retried = [e["message"] for e in get(cluster, "events", namespace)["items"]
+               if e["reason"] == "TrialRetried" and e["involvedObject"]["kind"] == "TuningJob"]
     assert len(retried) == 1 and "attempt 1 failed" in retried[0], retried
 
 

@@ -1,8 +1,10 @@
 """The cluster subcommands of `ktune`: `operator`, `status` and `export` (registered in `ktune.cli`)."""
 
 import argparse
+import json
 import os
 import sys
+import time
 from typing import TYPE_CHECKING
 
 from ktune.operator.settings import OperatorSettings
@@ -63,10 +65,18 @@ def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_status_command(subcommands: argparse._SubParsersAction) -> None:
     parser = subcommands.add_parser(
-        "status", help="show a TuningJob's trials on the cluster as a table",
-        description="Print a TuningJob's phase, best trial and every trial (read from its Trial objects).",
+        "status", help="show a TuningJob's trials on the cluster (or every job of the namespace)",
+        description="Print a TuningJob's phase, best trial and every trial (read from its Trial objects); "
+                    "without a name, one line per TuningJob of the namespace.",
     )
-    _add_job_arguments(parser)
+    parser.add_argument("job", nargs="?", help="the TuningJob's name (default: list every job of the namespace)")
+    parser.add_argument("-n", "--namespace", help="its namespace (default: the kubeconfig context's, or default)")
+    parser.add_argument("-o", "--output", choices=["table", "json"], default="table",
+                        help="json: the job's status and trials (or {\"items\": [...]}) as one JSON document")
+    parser.add_argument("-w", "--watch", action="store_true",
+                        help="print again whenever it changes; with a name, stop once the job has finished")
+    parser.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
+                        help="how often --watch reads the cluster (default 2)")
     parser.set_defaults(handler=status_command)
 
 
@@ -82,16 +92,47 @@ def add_export_command(subcommands: argparse._SubParsersAction) -> None:
 
 
 def status_command(args: argparse.Namespace) -> int:
-    from ktune.operator.inspection import InspectionError, read_study, status_report
+    from ktune.operator.inspection import InspectionError
 
     try:
         cluster, namespace = _connect(args.namespace)
-        study = read_study(cluster, namespace, args.job)
+        shown = None
+        while True:
+            text, done = _status_view(cluster, namespace, args.job, args.output)
+            if text != shown:
+                print(text if shown is None or args.output == "json" else f"\n{text}", flush=True)
+                shown = text
+            if not args.watch or done:
+                return EXIT_OK
+            time.sleep(args.interval)
     except InspectionError as error:
         print(f"ktune status: {error}", file=sys.stderr)
         return EXIT_FAILED
-    print(status_report(study))
-    return EXIT_OK
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _status_view(cluster: "KubeCluster", namespace: str, job: str | None, output: str) -> tuple[str, bool]:
+    """What `ktune status` prints now, and whether a watch of it is over (the named job has finished)."""
+    from ktune.operator.inspection import (
+        job_summary,
+        jobs_table,
+        list_jobs,
+        read_study,
+        settled,
+        status_json,
+        status_report,
+    )
+
+    if job is None:
+        jobs = list_jobs(cluster, namespace)
+        if output == "json":
+            return json.dumps({"items": [job_summary(item) for item in jobs]}, sort_keys=True), False
+        return (jobs_table(jobs) if jobs else f"No TuningJobs in namespace {namespace}."), False
+    study = read_study(cluster, namespace, job)
+    if output == "json":
+        return json.dumps(status_json(study), sort_keys=True), settled(study.job)
+    return status_report(study), settled(study.job)
 
 
 def export_command(args: argparse.Namespace) -> int:

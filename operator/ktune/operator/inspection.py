@@ -15,6 +15,7 @@ from ktune.algorithms import load_tuningjob
 from ktune.engine import TrialRecord, TrialState, parameter_distribution
 from ktune.operator.cluster import JOBS, ApiError, KubeCluster
 from ktune.operator.ownership import Ownership
+from ktune.operator.status import TERMINAL_PHASES
 from ktune.operator.trials import PENDING, AttemptShape, record_from_trial, recorded_attempt
 from ktune.spec import JobSpec, SpecError
 
@@ -113,6 +114,67 @@ def status_report(study: ClusterStudy) -> str:
     lines.append("")
     lines.append(trials_table(study.spec, study.records, study.shapes, study.waiting))
     return "\n".join(lines)
+
+
+# Written by the operator for itself (the accepted search space, the imported trials): long JSON, not a view.
+_INTERNAL_STATUS_FIELDS = ("acceptedSpec", "warmStartTrials")
+
+
+def status_json(study: ClusterStudy) -> dict[str, Any]:
+    """`ktune status -o json`: the job's status (less the operator's own records) and every trial."""
+    default = AttemptShape.of(study.spec.trial)
+    trials = []
+    for record in study.records:
+        shape = study.shapes.get(record.number, default)
+        trials.append({
+            "number": record.number,
+            "state": PENDING if record.number in study.waiting else str(record.state),
+            "kind": shape.kind,
+            "pods": shape.pods,
+            "values": record.values,
+            "params": record.params,
+            "metrics": record.metrics,
+            "reason": study.waiting.get(record.number) or record.reason,
+        })
+    return {**job_summary(study.job), "trials": trials}
+
+
+def job_summary(job: Mapping[str, Any]) -> dict[str, Any]:
+    """One job as `ktune status -o json` lists it: name, namespace, generation and status."""
+    metadata = job["metadata"]
+    status = {key: value for key, value in (job.get("status") or {}).items() if key not in _INTERNAL_STATUS_FIELDS}
+    return {"name": metadata["name"], "namespace": metadata["namespace"], "generation": metadata.get("generation"),
+            "status": status}
+
+
+def list_jobs(cluster: KubeCluster, namespace: str) -> list[dict[str, Any]]:
+    """Every TuningJob of the namespace, by name; InspectionError when they cannot be read."""
+    try:
+        listed = cluster.request("GET", JOBS.format(ns=namespace))
+    except ApiError as error:
+        raise InspectionError(f"cannot list TuningJobs in {namespace}: {error}") from None
+    return sorted(listed.get("items") or [], key=lambda job: job["metadata"]["name"])
+
+
+def jobs_table(jobs: Sequence[Mapping[str, Any]]) -> str:
+    """`ktune status` without a name: one row per job, the columns of `kubectl get tuningjobs`."""
+    rows = [["NAME", "PHASE", "OBJECTIVE", "BEST", "TRIALS", "RUNNING", "MESSAGE"]]
+    for job in jobs:
+        status = job.get("status") or {}
+        rows.append([job["metadata"]["name"], status.get("phase", "Pending"), status.get("objective", ""),
+                     _number((status.get("bestTrial") or {}).get("value")), status.get("trials", ""),
+                     str((status.get("trialCounts") or {}).get("running", 0)),
+                     (status.get("message") or "").splitlines()[0][:80] if status.get("message") else ""])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+                     for row in rows)
+
+
+def settled(job: Mapping[str, Any]) -> bool:
+    """Whether the job finished (Succeeded or Failed) as of its current spec: `--watch` stops there."""
+    status = job.get("status") or {}
+    return status.get("phase") in TERMINAL_PHASES and \
+        status.get("observedGeneration") == job["metadata"].get("generation")
 
 
 def export_study(study: ClusterStudy, storage: str, study_name: str) -> int:

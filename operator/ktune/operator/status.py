@@ -9,6 +9,7 @@ from typing import Any
 from ktune.engine import TrialRecord
 from ktune.operator.pods import trial_name
 from ktune.operator.trials import json_number
+from ktune.spec import Objective
 
 PENDING, RUNNING, SUSPENDED, SUCCEEDED, FAILED = "Pending", "Running", "Suspended", "Succeeded", "Failed"
 TERMINAL_PHASES = frozenset({SUCCEEDED, FAILED})
@@ -17,6 +18,9 @@ TERMINAL_PHASES = frozenset({SUCCEEDED, FAILED})
 COND_RUNNING, COND_SUCCEEDED, COND_FAILED, COND_INVALID = "Running", "Succeeded", "Failed", "Invalid"
 COND_SPEC_CHANGE_REFUSED = "SpecChangeRefused"
 COND_SUSPENDED = "Suspended"
+# For GitOps tools (kstatus: `kubectl wait`, Flux, cli-utils; Argo CD's health Lua in the README): Ready is True once
+# the job succeeded, Stalled is True once it failed (invalid included); either way observedGeneration must match.
+COND_READY, COND_STALLED = "Ready", "Stalled"
 # True while a trial cannot start for a passing reason (a used-up ResourceQuota): it waits, using no retry.
 COND_TRIALS_WAITING = "TrialsWaiting"
 
@@ -86,6 +90,11 @@ def trial_summary(tuningjob: str, record: TrialRecord, with_metrics: bool = True
     if with_metrics:
         summary["metrics"] = {name: json_number(value) for name, value in record.metrics.items()}
     return summary
+
+
+def objective_summary(objectives: Iterable[Objective]) -> str:
+    """`status.objective`, the OBJECTIVE column: what BEST means, e.g. `max accuracy` or `max f1, min latency_ms`."""
+    return ", ".join(f"{objective.direction[:3]} {objective.metric}" for objective in objectives)
 
 
 def progress_message(counts: Mapping[str, int], best: Mapping[str, Any] | None, objective: str) -> str:

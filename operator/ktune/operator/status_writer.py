@@ -15,8 +15,10 @@ from ktune.operator.settings import OperatorSettings
 from ktune.operator.status import (
     COND_FAILED,
     COND_INVALID,
+    COND_READY,
     COND_RUNNING,
     COND_SPEC_CHANGE_REFUSED,
+    COND_STALLED,
     COND_SUCCEEDED,
     COND_SUSPENDED,
     COND_TRIALS_WAITING,
@@ -26,6 +28,7 @@ from ktune.operator.status import (
     SUCCEEDED,
     SUSPENDED,
     condition_status,
+    objective_summary,
     progress_message,
     set_condition,
     trial_counts,
@@ -81,7 +84,7 @@ class StatusWriter:
         message = invalid_message(problems)
         conditions = previous.get("conditions") or []
         for type_, value in ((COND_INVALID, True), (COND_FAILED, True), (COND_RUNNING, False),
-                             (COND_SUCCEEDED, False)):
+                             (COND_SUCCEEDED, False), (COND_READY, False), (COND_STALLED, True)):
             conditions = set_condition(conditions, type_, value, reason, message, generation, now_text)
         status = {"phase": FAILED, "conditions": conditions, "observedGeneration": generation,
                   "message": message}
@@ -122,7 +125,9 @@ class StatusWriter:
             for type_, value, reason in ((COND_RUNNING, not job.spec.suspend,
                                           "JobSuspended" if job.spec.suspend else "TrialsRunning"),
                                          (COND_SUCCEEDED, False, "NotFinished"),
-                                         (COND_FAILED, False, "NotFinished")):
+                                         (COND_FAILED, False, "NotFinished"),
+                                         (COND_READY, False, "JobSuspended" if job.spec.suspend else "NotFinished"),
+                                         (COND_STALLED, False, "NotFinished")):
                 conditions = set_condition(conditions, type_, value, reason, message, generation, now_text)
             conditions = self._suspended_condition(body, conditions, job.spec.suspend, generation, now_text)
             completion = None
@@ -130,7 +135,8 @@ class StatusWriter:
             phase = SUCCEEDED if decision.succeeded else FAILED
             message = decision.message
             for type_, value in ((COND_RUNNING, False), (COND_SUCCEEDED, decision.succeeded),
-                                 (COND_FAILED, not decision.succeeded)):
+                                 (COND_FAILED, not decision.succeeded), (COND_READY, decision.succeeded),
+                                 (COND_STALLED, not decision.succeeded)):
                 conditions = set_condition(conditions, type_, value, decision.reason, message, generation,
                                               now_text)
             completion = previous.get("completionTime") if previous.get("phase") == phase else now_text
@@ -140,6 +146,7 @@ class StatusWriter:
                                         f"{decision.reason}: {message}")
         status = {
             "phase": phase,
+            "objective": objective_summary(job.spec.objectives),
             "conditions": conditions,
             "observedGeneration": generation,
             "trialCounts": counts,

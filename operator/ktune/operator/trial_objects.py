@@ -11,6 +11,7 @@ import json
 import logging
 from typing import Any
 
+from ktune import contract
 from ktune.engine import JOB_STOPPED, Engine, TrialRecord, TrialState
 from ktune.operator.cluster import AlreadyExists, Cluster
 from ktune.operator.pods import trial_name, trial_pod_name
@@ -54,18 +55,18 @@ class TrialObjects:
             return False
         self.owners[record.number] = trial
         self._write(record, 0)
-        self.cluster.emit_event(self.body, "Normal", "TrialStarted",
-                                f"{trial_name(self.job_name, record.number)} started with "
-                                f"{json.dumps(record.params, sort_keys=True)}")
+        self._emit(record.number, "Normal", "TrialStarted",
+                   f"{trial_name(self.job_name, record.number)} started with "
+                   f"{json.dumps(record.params, sort_keys=True)}")
         return True
 
     def attempt_started(self, record: TrialRecord, attempt: int, how: HowStarted) -> None:
         self._write(record, attempt)
 
     def attempt_retried(self, number: int, attempt: int, reason: str, message: str) -> None:
-        self.cluster.emit_event(self.body, "Warning", "TrialRetried",
-                                f"{trial_name(self.job_name, number)} attempt {attempt} failed ({reason}); "
-                                f"starting attempt {attempt + 1}")
+        self._emit(number, "Warning", "TrialRetried",
+                   f"{trial_name(self.job_name, number)} attempt {attempt} failed ({reason}); "
+                   f"starting attempt {attempt + 1}")
 
     def trial_reported(self, number: int, attempt: int, step: int) -> None:
         self._write(self.engine.record(number), attempt)
@@ -84,16 +85,24 @@ class TrialObjects:
         if record.state == TrialState.SUCCEEDED:
             values = ", ".join(f"{o.metric}={v:.6g}" for o, v in zip(self.engine.spec.objectives, record.values or [],
                                                                      strict=False))
-            self.cluster.emit_event(self.body, "Normal", "TrialSucceeded", f"{name} succeeded: {values}")
+            self._emit(record.number, "Normal", "TrialSucceeded", f"{name} succeeded: {values}")
         elif record.state == TrialState.PRUNED:
             shape = AttemptShape.of(self.engine.spec.trial)
             what = "pod" if shape.kind == POD_KIND else f"{shape.kind} (with its {shape.pods} pods)"
-            self.cluster.emit_event(self.body, "Normal", "TrialPruned",
-                                    f"{name} pruned at step {last_step}; its {what} "
-                                    f"{trial_pod_name(self.job_name, record.number, attempt)} was deleted")
+            self._emit(record.number, "Normal", "TrialPruned",
+                       f"{name} pruned at step {last_step}; its {what} "
+                       f"{trial_pod_name(self.job_name, record.number, attempt)} was deleted")
         elif record.reason != JOB_STOPPED:  # the job's own Event says why it stopped its trials
-            self.cluster.emit_event(self.body, "Warning", "TrialFailed",
-                                    f"{name} failed: {record.reason}: {(record.message or '')[-300:]}")
+            self._emit(record.number, "Warning", "TrialFailed",
+                       f"{name} failed: {record.reason}: {(record.message or '')[-300:]}")
+
+    def _emit(self, number: int, type_: str, reason: str, message: str) -> None:
+        """The same Event about the job (`kubectl describe tuningjob`) and about its Trial (`describe trial`)."""
+        self.cluster.emit_event(self.body, type_, reason, message)
+        trial = self.owners.get(number)
+        if trial is not None:  # a LIST's items may lack apiVersion and kind
+            self.cluster.emit_event({**trial, "apiVersion": f"{contract.API_GROUP}/{contract.API_VERSION}",
+                                     "kind": contract.TRIAL_KIND}, type_, reason, message)
 
     def _write(self, record: TrialRecord, attempts: int) -> None:
         """Write the Trial's status if the Trial is still as this process last read or wrote it (Conflict

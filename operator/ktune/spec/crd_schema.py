@@ -306,6 +306,7 @@ def column(name: str, type_: str, path: str, description: str, **extra: Any) -> 
 def tuningjob_crd(rules: AlgorithmRules) -> dict[str, Any]:
     return crd(contract.TUNINGJOB_KIND, contract.TUNINGJOB_PLURAL, "tj", tuningjob_schema(rules), [
         column("Phase", "string", ".status.phase", "Pending, Running, Succeeded or Failed."),
+        column("Objective", "string", ".status.objective", "The objective metric and direction, e.g. max accuracy."),
         column("Best", "number", ".status.bestTrial.value", "The best objective value so far."),
         column("Trials", "string", ".status.trials", "Finished trials / maxTrials."),
         column("Running", "integer", ".status.trialCounts.running", "Trials running now."),

@@ -13,7 +13,8 @@ def condition_schema() -> Schema:
     return obj(
         "One condition, after the Kubernetes API conventions.",
         {
-            "type": string("Running, Succeeded, Failed, Invalid or SpecChangeRefused."),
+            "type": string("Running, Succeeded, Failed, Invalid, Ready (succeeded), Stalled (failed), Suspended, "
+                            "TrialsWaiting or SpecChangeRefused."),
             "status": string("True, False or Unknown.", enum=["True", "False", "Unknown"]),
             "reason": string("One CamelCase word saying why (e.g. MaxTrialsReached, GoalReached)."),
             "message": string("A human explanation.", maxLength=8 * MAX_STRING),
@@ -44,8 +45,10 @@ def tuningjob_status_schema() -> Schema:
         {
             "phase": string("Pending, Running, Suspended (spec.suspend), Succeeded or Failed.",
                             enum=["Pending", "Running", "Suspended", "Succeeded", "Failed"]),
-            "conditions": array("Conditions: wait for a finished job with kubectl wait "
-                                "--for=condition=Succeeded.", condition_schema(), maxItems=16,
+            "objective": string("What BEST means: each objective's direction and metric, e.g. `max accuracy`."),
+            "conditions": array("Conditions: wait for a finished job with kubectl wait --for=condition=Ready "
+                                "(Succeeded; Stalled when it failed), as kstatus and Argo CD read them.",
+                                condition_schema(), maxItems=16,
                                 **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}),
             "observedGeneration": integer("The metadata.generation the operator last acted on."),
             "trialCounts": obj("How many trials are in each state.", {
