@@ -35,6 +35,9 @@ OPERATOR_ONLY = {
     "58-container-without-command-or-image.yaml",
     "59-numeric-container-args.yaml",
     "66-log-filter-without-two-groups.yaml",
+    "85-pytorchjob-without-pytorch-container.yaml",
+    "86-mpijob-without-launcher.yaml",
+    "88-pytorchjob-two-masters.yaml",
 }
 
 
