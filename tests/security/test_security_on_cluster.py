@@ -151,6 +151,10 @@ def test_the_operator_without_any_one_rule_of_its_cluster_role_is_forbidden_some
         if "jobs" in resources:  # needed only by jobs whose trials are batch/v1 Jobs (spec.trial.resource)
             job["spec"]["trial"]["resource"] = {"apiVersion": "batch/v1", "kind": "Job",
                                                 "spec": {"template": job["spec"]["trial"].pop("template")}}
+        if "services" in resources:  # needed only by Indexed Job trials of several pods (their rank 0's name)
+            job["spec"]["trial"]["resource"] = {"apiVersion": "batch/v1", "kind": "Job", "spec": {
+                "completionMode": "Indexed", "completions": 2, "parallelism": 2,
+                "template": job["spec"]["trial"].pop("template")}}
         if "pytorchjobs" in resources:  # needed only by jobs whose trials are Kubeflow jobs
             template = job["spec"]["trial"].pop("template")
             template["spec"]["containers"][0]["name"] = "pytorch"

@@ -34,6 +34,11 @@ hold the same rules.
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [list, watch, create, delete]
+# An Indexed Job trial of several pods: a headless Service per attempt, owned by its Job (the garbage
+# collector deletes it), names rank 0 for the other ranks.
+- apiGroups: [""]
+  resources: [services]
+  verbs: [list, create]
 # spec.trial.resource: each attempt of a Kubeflow trial is a PyTorchJob, TFJob, MPIJob or XGBoostJob; their
 # verdicts wake the job. Harmless where the training-operator is not installed.
 - apiGroups: [kubeflow.org]

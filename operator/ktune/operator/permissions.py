@@ -41,14 +41,17 @@ OPERATOR_RULES: tuple[Rule, ...] = (
     Rule(("",), ("events",), ("create",)),
     Rule(("batch",), ("jobs",), ("list", "watch", "create", "delete"),
          why="spec.trial.resource: each attempt of a Job trial is a batch/v1 Job; its pods' changes wake the job."),
+    Rule(("",), ("services",), ("list", "create"),
+         why="An Indexed Job trial of several pods: a headless Service per attempt, owned by its Job (the garbage "
+             "collector deletes it), names rank 0 for the other ranks."),
     Rule(("kubeflow.org",), _KUBEFLOW, ("list", "watch", "create", "delete"),
          why="spec.trial.resource: each attempt of a Kubeflow trial is a PyTorchJob, TFJob, MPIJob or XGBoostJob; "
              "their verdicts wake the job. Harmless where the training-operator is not installed."),
 )
 """What the operator may do in the namespaces it watches: a ClusterRole when it watches all of them.
-Nothing else: no Secrets, no ConfigMaps, no reads beyond its own kinds and the pods, Jobs and Kubeflow training
-jobs it starts (their pods' logs included, for `metricsSource: {type: logs}`). No `get`: the operator lists and
-watches what it made, by its labels."""
+Nothing else: no Secrets, no ConfigMaps, no reads beyond its own kinds and the pods, Jobs, Services and Kubeflow
+training jobs it starts (their pods' logs included, for `metricsSource: {type: logs}`). No `get`: the operator
+lists and watches what it made, by its labels."""
 
 LEADER_ELECTION_RULES: tuple[Rule, ...] = (
     Rule(("coordination.k8s.io",), ("leases",), ("get", "create", "update")),

@@ -41,6 +41,7 @@ from ktune.operator.pods import (
     trial_pod_name,
 )
 from ktune.operator.queueing import admission_wait, queued_manifest
+from ktune.operator.rendezvous import ensure_service, with_rendezvous
 from ktune.operator.resource_adapters import ResourceAdapter, adapter_for, metrics_pod, resource_pods
 from ktune.operator.trials import epoch
 from ktune.spec import TuningJob
@@ -142,6 +143,7 @@ class ResourceBackend:
         manifest = trial_resource_manifest(self.job, record.number, record.params, attempt,
                                            self.owners[record.number])
         manifest = queued_manifest(manifest, self.queue_name)
+        manifest = with_rendezvous(manifest)  # an Indexed Job of several ranks: their subdomain and torchrun's env
         name = manifest["metadata"]["name"]
         try:
             self.resources[name] = self.cluster.create_trial_resource(self.namespace, self.adapter.api, manifest)
@@ -151,6 +153,7 @@ class ResourceBackend:
                              if obj["metadata"]["name"] == name), None)
             if existing is not None and self._owns(record.number, existing):
                 self.resources[name] = existing  # made by this operator before a restart: observed as it is
+                ensure_service(self.cluster, self.namespace, existing)  # which may have stopped before making it
                 return
             holder = controller_uid(existing) if existing is not None else None
             raise LaunchDeferred(f"{self.adapter.kind}NameTaken", f"{self.adapter.kind} {name} exists and is not "
@@ -158,6 +161,7 @@ class ResourceBackend:
                                  "deleted") from None
         except ApiError as error:
             raise launch_refusal(error) from None
+        ensure_service(self.cluster, self.namespace, self.resources[name])  # after the Job: it owns the Service
 
     def observe(self, number: int, attempt: int) -> Observation:
         obj = self._resource(number, attempt)

@@ -116,8 +116,11 @@ class TrialDriver:
         self.live[record.number] = LiveTrial(record.number, attempts, relaunch, max(steps) if steps else None)
 
     def live_attempts(self) -> Mapping[int, int]:
-        """Trial number -> the attempt the driver holds (the backend may clean up any other)."""
-        return {number: live.attempt for number, live in self.live.items() if live.attempt}
+        """Trial number -> the attempt the driver holds (the backend may clean up any other): the one it launches
+        at the next pass where a launch is pending, as what that launch adopts may exist already (made by a launch
+        that then failed or was deferred, or by an operator that stopped before recording it)."""
+        held = {number: live.attempt + (live.launch_next is not None) for number, live in self.live.items()}
+        return {number: attempt for number, attempt in held.items() if attempt}
 
     def advance(self, backend: Backend, now: float, *, launch: bool = True) -> FinishDecision | None:
         """One pass: observe every live trial and act, stop running trials once the job is finished, launch
