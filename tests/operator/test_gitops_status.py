@@ -17,6 +17,7 @@ import lupa
 import pytest
 import yaml
 
+from ktune.operator.inspection import job_summary, jobs_table, settled
 from tests.operator.test_reconcile import NOW, Harness, job_body
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -162,3 +163,18 @@ def test_trial_events_are_recorded_on_the_trial_as_well_as_on_the_job():
                          ("job-1", "TrialFailed")}
     on_job = [(reason, message) for _, reason, message in harness.cluster.events if reason.startswith("Trial")]
     assert sorted(on_job) == sorted((reason, message) for _, _, reason, message in harness.cluster.trial_events)
+
+
+def test_the_job_list_and_its_json_show_each_job_as_the_operator_left_it():
+    succeeded = run(job_body(max_trials=2), finish_all)
+    succeeded["metadata"]["name"] = "b-done"
+    running = run(job_body(max_trials=2))
+    running["metadata"]["name"] = "a-running"
+    rows = [row.split()[:6] for row in jobs_table([running, succeeded]).splitlines()]
+    assert rows == [["NAME", "PHASE", "OBJECTIVE", "BEST", "TRIALS", "RUNNING"],
+                    ["a-running", "Running", "max", "score", "0/2", "2"],
+                    ["b-done", "Succeeded", "max", "score", "0.5", "2/2"]]
+    summary = job_summary(succeeded)
+    assert (summary["name"], summary["generation"], summary["status"]["phase"]) == ("b-done", 1, "Succeeded")
+    assert "acceptedSpec" not in summary["status"] and "acceptedSpec" in succeeded["status"]
+    assert (settled(succeeded), settled(running), settled(edited(succeeded))) == (True, False, False)

@@ -98,7 +98,7 @@ def status_command(args: argparse.Namespace) -> int:
         cluster, namespace = _connect(args.namespace)
         shown = None
         while True:
-            text, done = _status_view(cluster, namespace, args.job, args.output)
+            text, done = _status_view(cluster, namespace, args.job, args.output, args.watch)
             if text != shown:
                 print(text if shown is None or args.output == "json" else f"\n{text}", flush=True)
                 shown = text
@@ -112,8 +112,10 @@ def status_command(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
-def _status_view(cluster: "KubeCluster", namespace: str, job: str | None, output: str) -> tuple[str, bool]:
-    """What `ktune status` prints now, and whether a watch of it is over (the named job has finished)."""
+def _status_view(cluster: "KubeCluster", namespace: str, job: str | None, output: str,
+                 watch: bool) -> tuple[str, bool]:
+    """What `ktune status` prints now, and whether a watch of it is over (the named job has finished). JSON is
+    indented, or one document per line when watching."""
     from ktune.operator.inspection import (
         job_summary,
         jobs_table,
@@ -124,14 +126,15 @@ def _status_view(cluster: "KubeCluster", namespace: str, job: str | None, output
         status_report,
     )
 
+    indent = None if watch else 2
     if job is None:
         jobs = list_jobs(cluster, namespace)
         if output == "json":
-            return json.dumps({"items": [job_summary(item) for item in jobs]}, sort_keys=True), False
+            return json.dumps({"items": [job_summary(item) for item in jobs]}, sort_keys=True, indent=indent), False
         return (jobs_table(jobs) if jobs else f"No TuningJobs in namespace {namespace}."), False
     study = read_study(cluster, namespace, job)
     if output == "json":
-        return json.dumps(status_json(study), sort_keys=True), settled(study.job)
+        return json.dumps(status_json(study), sort_keys=True, indent=indent), settled(study.job)
     return status_report(study), settled(study.job)
 
 
