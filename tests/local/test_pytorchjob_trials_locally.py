@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KTUNE = [sys.executable, "-m", "ktune.cli"]
 
 # Every rank writes what it was given to ranks/<RANK>.json, then the ranks meet at MASTER_ADDR:MASTER_PORT as
-# torchrun workers do; rank 0 writes the result once it heard every other rank.
+# torchrun workers do; rank 0 writes its result once it heard every other rank, the others theirs once heard.
 RANK_TRAINER = '''
 import json, os, socket, sys, time
 world, rank = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])
@@ -42,7 +42,7 @@ if rank == 0:
         connection, _ = server.accept()
         heard.append(int(connection.recv(16).decode()))
         connection.close()
-    result = {"score": 1.0, "world_size": world, "peer_ranks": sum(heard)}
+    result = {"score": 1.0, "rank": 0, "world_size": world, "peer_ranks": sum(heard)}
     open(os.environ["KTUNE_RESULT_PATH"], "w").write(json.dumps(result))
 else:
     deadline = time.time() + 30
@@ -55,6 +55,7 @@ else:
             if time.time() > deadline:
                 raise
             time.sleep(0.05)
+    open(os.environ["KTUNE_RESULT_PATH"], "w").write(json.dumps({"score": 0.5, "rank": rank}))
 '''
 
 
@@ -101,6 +102,27 @@ def test_the_master_is_rank_0_each_worker_a_further_rank_and_rank_0s_result_is_t
         assert seen[0]["PET_MASTER_PORT"] == seen[0]["MASTER_PORT"] == seen[2]["MASTER_PORT"]
     logs = sorted(path.name for path in (tmp_path / "run" / "trials").glob("*/log*.txt"))
     assert logs == ["log-1.txt", "log-1.txt", "log-2.txt", "log-2.txt", "log.txt", "log.txt"]
+
+
+def test_the_pod_primary_pod_selects_is_the_metrics_process_as_on_a_cluster(tmp_path: Path):
+    manifest = rank_job(tmp_path, workers=2)
+    manifest["spec"]["budget"] = {"maxTrials": 1, "parallelism": 1}
+    manifest["spec"]["trial"]["primaryPod"] = {"matchLabels": {"training.kubeflow.org/replica-type": "worker",
+                                                               "training.kubeflow.org/replica-index": "1"}}
+    record = run_locally(load_tuningjob(manifest), tmp_path / "run").records[0]
+    assert record.state == TrialState.SUCCEEDED, (record.reason, record.message)
+    assert (record.metrics["rank"], record.values) == (2.0, [0.5]), "Worker 1 is rank 2"
+
+
+def test_a_primary_pod_that_selects_no_pod_is_refused_before_anything_runs(tmp_path: Path):
+    manifest = rank_job(tmp_path, workers=1)
+    manifest["spec"]["trial"]["primaryPod"] = {"matchLabels": {"training.kubeflow.org/replica-type": "chief"}}
+    with pytest.raises(LocalTemplateError) as refused:
+        run_locally(load_tuningjob(manifest), tmp_path / "run")
+    assert refused.value.problems[0].startswith(
+        "spec.trial.primaryPod: training.kubeflow.org/replica-type=chief selects none of the trial's 2 pods (rank 0's "
+        "labels: "), refused.value.problems
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_real_ktune_run_of_the_example_trains_one_ddp_group_per_trial(tmp_path: Path):

@@ -5,8 +5,9 @@ its pod template's trainer container. Each process gets what its pod would get o
 its workers (WORLD_SIZE, RANK, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR=127.0.0.1, MASTER_PORT one free port for
 the attempt): JOB_COMPLETION_INDEX for an Indexed Job's pod; for a PyTorchJob's, what its training-operator sets
 (PET_NODE_RANK, PET_NNODES, PET_MASTER_ADDR, PET_MASTER_PORT, PET_NPROC_PER_NODE, PYTHONUNBUFFERED). So a trainer
-written for `torchrun`, an Indexed Job or a PyTorchJob runs unchanged. Rank 0 is the metrics process, as the
-primary pod is on a cluster.
+written for `torchrun`, an Indexed Job or a PyTorchJob runs unchanged. The metrics process is the one whose pod
+`primaryPod` (or the kind's default) selects, judged by the labels its pod would have on a cluster (its template's,
+the completion index, the replica type and index): rank 0 unless primaryPod says otherwise.
 
 Refused, naming the field: a Job that runs its completions in waves (completions above parallelism), a
 PyTorchJob without a Master or with an elasticPolicy (its pods meet through a rendezvous backend, not a master),
@@ -16,12 +17,23 @@ and the kinds no local process can stand in for (TFJob, MPIJob, XGBoostJob: thei
 from dataclasses import dataclass
 from typing import Any
 
-from ktune.local.processes import TEMPLATE_PATH, LocalContainer, LocalTemplateError, local_container
+from ktune.local.processes import TEMPLATE_PATH, LocalTemplateError
 from ktune.spec import TrialSpec
-from ktune.spec.resource_kinds import job_pods, pod_templates, resource_kind
+from ktune.spec.resource_kinds import (
+    COMPLETION_INDEX_LABEL,
+    REPLICA_INDEX_LABEL,
+    REPLICA_TYPE_LABEL,
+    job_pods,
+    replica_specs,
+    resource_kind,
+    selector_matches,
+)
+from ktune.spec.selector import selector_text
 
 RESOURCE_PATH = "spec.trial.resource"
 LOCAL_MASTER_ADDR = "127.0.0.1"
+JOB_ROLE_LABEL = "training.kubeflow.org/job-role"
+"""The training-operator's label on a PyTorchJob's Master pod (Katib's default metrics pod selector)."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,8 @@ class LocalPod:
     template: dict[str, Any]
     container: str | None = None
     """The trainer container's name (a Kubeflow kind's required one); None: the first container."""
+    labels: tuple[tuple[str, str], ...] = ()
+    """The labels its pod would have on a cluster, for `primaryPod`."""
 
 
 def local_pods(trial: TrialSpec) -> list[LocalPod]:
@@ -53,16 +67,42 @@ def local_pods(trial: TrialSpec) -> list[LocalPod]:
         _check_job(spec)
     else:
         _check_pytorchjob(spec)
+    if kind.replica_key is None:
+        path, template = f"{RESOURCE_PATH}.spec.template", spec["template"]
+        return [LocalPod(rank, path, template, labels=_labels(template, {COMPLETION_INDEX_LABEL: str(rank)}
+                                                              if resource.indexed else {}))
+                for rank in range(job_pods(spec))]
     pods: list[LocalPod] = []
-    for path, template, replicas in pod_templates(resource.manifest):
-        pods.extend(LocalPod(len(pods), f"{RESOURCE_PATH}.{path}", template, kind.container)
-                    for _ in range(replicas))
+    for name, replica in replica_specs(resource.manifest):
+        path = f"{RESOURCE_PATH}.spec.{kind.replica_key}.{name}.template"
+        for index in range(int(replica["replicas"])):
+            labels = {REPLICA_TYPE_LABEL: name.lower(), REPLICA_INDEX_LABEL: str(index)}
+            if name == "Master":
+                labels[JOB_ROLE_LABEL] = "master"
+            pods.append(LocalPod(len(pods), path, replica["template"], kind.container,
+                                 _labels(replica["template"], labels)))
     return pods
 
 
-def local_containers(trial: TrialSpec) -> list[LocalContainer]:
-    """Each rank's trainer container, checked for what `ktune run` can honour."""
-    return [local_container(pod.template, pod.path, pod.container) for pod in local_pods(trial)]
+def _labels(template: dict[str, Any], given: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """The template's own labels and what the controller adds (the controller's win)."""
+    own = (template.get("metadata") or {}).get("labels") or {}
+    return tuple({**{str(key): str(value) for key, value in own.items()}, **given}.items())
+
+
+def primary_rank(trial: TrialSpec, pods: list[LocalPod]) -> int:
+    """The rank whose process is the metrics process: the first pod the trial's primary selector selects (rank 0
+    without one); LocalTemplateError when it selects none, as the attempt would fail on a cluster."""
+    selector = None if trial.resource is None else trial.resource.primary_pod
+    if selector is None:
+        return 0
+    for pod in pods:
+        if selector_matches(selector, dict(pod.labels)):
+            return pod.rank
+    raise LocalTemplateError([f"spec.trial.primaryPod: {selector_text(selector)} selects none of the trial's "
+                              f"{len(pods)} pods (rank 0's labels: {dict(pods[0].labels)}), so no pod would serve "
+                              "the metrics and the result: select one of them, or leave primaryPod out for the "
+                              "kind's default"])
 
 
 def _check_job(spec: dict[str, Any]) -> None:

@@ -5,10 +5,10 @@ the contract's environment, say whether it runs or how it ended, scrape its `/me
 (SIGTERM, then SIGKILL once its grace period is over, as the kubelet would).
 
 A resource trial (a Job, a PyTorchJob) runs one process per pod (`ktune.local.distributed`), each from its own
-pod template's container: rank 0 is the attempt's process above (its metrics, its result); the other ranks are
-its `workers`, started, stopped and killed with it. The attempt succeeds when every rank exited 0 and fails at
-the first rank that did not (the others are then stopped, as the Job controller or the training-operator stops a
-failed job's pods).
+pod template's container: the primary rank (rank 0 unless `primaryPod` selects another pod) is the attempt's
+process above (its metrics, its result); the other ranks are its `workers`, started, stopped and killed with it.
+The attempt succeeds when every rank exited 0 and fails at the first rank that did not (the others are then
+stopped, as the Job controller or the training-operator stops a failed job's pods).
 """
 
 import signal
@@ -42,13 +42,16 @@ class ProcessBackend:
     """Trial attempts as local processes (one at a time per trial)."""
 
     def __init__(self, job_name: str, containers: Sequence[LocalContainer], directory: RunDirectory,
-                 grace_period: float, logs: LogFileMetrics | None = None, trial: TrialSpec | None = None):
-        """`containers`: each rank's trainer container (one for a pod trial; `ktune.local.distributed`);
+                 grace_period: float, logs: LogFileMetrics | None = None, trial: TrialSpec | None = None,
+                 primary: int = 0):
+        """`containers`: each rank's trainer container (one for a pod trial; `ktune.local.distributed`), `primary`
+        the rank whose process serves the metrics and writes the result;
         `logs`: read metrics from each process's output (`metricsSource: logs`) instead of its `/metrics`;
         `trial`: the job's trial, for a resource trial's distributed variables (None: one process per attempt)."""
         self.trial = trial
         self.containers = list(containers)
         self.pods = len(self.containers)
+        self.primary = primary
         self.workers: dict[int, list[TrialProcess]] = {}  # trial number -> its current attempt's ranks 1..
         self.logs = logs
         self.job_name = job_name
@@ -67,8 +70,8 @@ class ProcessBackend:
                 started.kill()
                 started.close()
             raise
-        self.processes[record.number] = ranks[0]
-        self.workers[record.number] = ranks[1:]
+        self.processes[record.number] = ranks[self.primary]
+        self.workers[record.number] = [process for process in ranks if process.rank != self.primary]
 
     def _start(self, record: TrialRecord, attempt: int, rank: int, master_port: int) -> TrialProcess:
         """Rank `rank` of the attempt (rank 0: the only one of a pod trial), with its own metrics port and files."""
@@ -82,7 +85,7 @@ class ProcessBackend:
         if self.trial is not None:
             variables.update(distributed_env(self.trial, rank, master_port))
         argv = trial_argv(container, variables)
-        process = TrialProcess(record.number, attempt, port, result_path, trial_dir / f"log{suffix}.txt")
+        process = TrialProcess(record.number, attempt, port, result_path, trial_dir / f"log{suffix}.txt", rank)
         try:
             process.start(argv, process_environment(variables), cwd=Path.cwd())
         except OSError as error:
@@ -104,12 +107,12 @@ class ProcessBackend:
         for each in (process, *workers):
             each.kill_if_overdue(self.grace_period)
         exit_code = process.exit_code()
-        for rank, worker in enumerate(workers, start=1):
+        for worker in workers:
             worker_code = worker.exit_code()
             if worker_code not in (None, 0) and exit_code in (None, 0):
                 self._terminate(number)
                 return Observation(Phase.FAILED, reason="Error",
-                                   message=f"rank {rank}: {exit_message(worker_code, worker.log_tail())}")
+                                   message=f"rank {worker.rank}: {exit_message(worker_code, worker.log_tail())}")
         if exit_code is None or (exit_code == 0 and any(w.exit_code() is None for w in workers)):
             return Observation(Phase.RUNNING)
         if exit_code != 0:

@@ -151,9 +151,10 @@ def process_environment(variables: Mapping[str, str]) -> dict[str, str]:
 class TrialProcess:
     """A running trial attempt: its process (in its own process group), metrics port, result file and log."""
 
-    def __init__(self, number: int, attempt: int, port: int, result_path: Path, log_path: Path):
+    def __init__(self, number: int, attempt: int, port: int, result_path: Path, log_path: Path, rank: int = 0):
         self.number = number
         self.attempt = attempt
+        self.rank = rank  # of a resource trial's processes (0 for a pod trial)
         self.port = port
         self.result_path = result_path
         self.log_path = log_path

@@ -29,10 +29,10 @@ from typing import Any
 
 from ktune.engine import Engine, FinishDecision, TrialRecord, TrialState
 from ktune.engine.warm_start import ImportedTrials, import_trials
-from ktune.local.distributed import local_containers
+from ktune.local.distributed import local_pods, primary_rank
 from ktune.local.log_file import LogFileMetrics
 from ktune.local.process_backend import ProcessBackend
-from ktune.local.processes import require_command_on_path
+from ktune.local.processes import local_container, require_command_on_path
 from ktune.local.progress import Progress, ProgressSnapshot
 from ktune.local.results import (
     BEST_JSON,
@@ -94,12 +94,14 @@ class LocalRunner:
         self.spec = job.spec
         self.options = options
         self.progress = progress
-        containers = local_containers(self.spec.trial)
+        pods = local_pods(self.spec.trial)
+        containers = [local_container(pod.template, pod.path, pod.container) for pod in pods]
         for container in dict.fromkeys(containers):
             require_command_on_path(container)
+        primary = primary_rank(self.spec.trial, pods)
         self.directory = RunDirectory(options.output_dir)
         self.backend = ProcessBackend(job.name, containers, self.directory, options.grace_period, self._log_metrics(),
-                                      self.spec.trial)
+                                      self.spec.trial, primary)
         self._attempt_counts: dict[int, int] = {}
         self._interrupts = 0
 

@@ -38,11 +38,11 @@ def check_resource(check: Checker, raw: Any) -> dict[str, Any] | None:
     if resource is None:
         return None
     check.known_fields(resource, PATH, _RESOURCE_FIELDS)
-    pair = (resource.get("apiVersion"), resource.get("kind"))
-    kind = KINDS.get(pair) if all(isinstance(part, str) for part in pair) else None  # type: ignore[arg-type]
+    api_version, kind_name = resource.get("apiVersion"), resource.get("kind")
+    kind = KINDS.get((api_version, kind_name)) if isinstance(api_version, str) and isinstance(kind_name, str) else None
     if kind is None:
-        check.problem(f"{PATH}.kind", f"unsupported kind {show(pair[0])} {show(pair[1])}: a trial resource is one "
-                                      f"of: {SUPPORTED_KINDS} (one pod per trial: use spec.trial.template)")
+        check.problem(f"{PATH}.kind", f"unsupported kind {show(api_version)} {show(kind_name)}: a trial resource is "
+                                      f"one of: {SUPPORTED_KINDS} (one pod per trial: use spec.trial.template)")
         return None
     if "metadata" in resource and check.mapping(resource["metadata"], f"{PATH}.metadata") is None:
         return None
