@@ -116,14 +116,28 @@ def test_monitoring_objects_and_the_dashboard_exist_only_when_enabled(default, n
     assert service_monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
+def test_the_operator_service_monitor_keeps_the_jobs_namespace_and_passes_relabelings_through(non_default):
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())["metrics"]["serviceMonitor"]
+    assert defaults["honorLabels"] is True, "without honorLabels the job's namespace becomes exported_namespace"
+    endpoint = one(non_default, "ServiceMonitor")["spec"]["endpoints"][0]
+    assert endpoint["honorLabels"] is True
+    assert endpoint["relabelings"] == [{"action": "replace", "targetLabel": "cluster", "replacement": "team-cluster"}]
+    assert endpoint["metricRelabelings"] == [{"action": "drop", "sourceLabels": ["__name__"],
+                                              "regex": "process_open_fds"}]
+
+
 def test_the_trial_pod_monitor_selects_trial_pods_and_maps_their_job_and_trial_labels(non_default):
     pod_monitor = one(non_default, "PodMonitor")["spec"]
     assert pod_monitor["selector"]["matchLabels"] == {"app.kubernetes.io/managed-by": "ktune"}
     assert pod_monitor["namespaceSelector"]["matchNames"] == ["ktune-chart-team-a", "ktune-chart-team-b"]
     endpoint = pod_monitor["podMetricsEndpoints"][0]
     assert endpoint["port"] == METRICS_PORT_NAME
-    assert {"action": "labelmap", "regex": "__meta_kubernetes_pod_label_ktune_dev_(.+)",
-            "replacement": "$1"} in endpoint["relabelings"]
+    assert endpoint["relabelings"] == [
+        {"action": "labelmap", "regex": "__meta_kubernetes_pod_label_ktune_dev_(.+)", "replacement": "$1"},
+        {"action": "replace", "targetLabel": "cluster", "replacement": "team-cluster"},
+    ], "the chart's label mapping first, the values' relabelings after it"
+    assert endpoint["metricRelabelings"] == [{"action": "keep", "sourceLabels": ["__name__"], "regex": "ktune_.*"}]
+    assert endpoint["scrapeTimeout"] == "5s"
 
 
 def test_the_dashboard_config_map_holds_the_dashboard_for_the_grafana_sidecar(non_default):
