@@ -7,6 +7,8 @@ training-operator v1.8.1 (the `training_operator` fixture, built from its Go mod
 - A pruned PyTorchJob trial (stand-in trainer) is deleted in the foreground: its worker pod, which ignores SIGTERM,
   stays Terminating for its grace period and keeps the PyTorchJob (finalizer `foregroundDeletion`) until it goes;
   then nothing of the trial is left.
+- A PyTorchJob trial whose worker fails is Failed with the training-operator's reason; its retry is a new
+  PyTorchJob, the failed one kept for its pods' logs.
 - TFJob (Chief + Worker), XGBoostJob (Master + Worker) and MPIJob (Launcher + Worker) trials of the stand-in
   trainer each finish Succeeded from their primary pod's result. The non-primary replicas report another metric
   name (`side_score`), so a result or metrics read from the wrong pod would miss the objective.
@@ -208,6 +210,31 @@ def test_a_pruned_pytorchjob_trial_is_deleted_in_the_foreground_with_every_pod(
     assert starts(launches) == ["0", "0", "1", "1"], "each trial ran its master and its worker once"
     wait_until(lambda: not get(cluster, "pytorchjobs,pods", namespace)["items"], "every PyTorchJob and pod to be gone",
                timeout=WORKER_GRACE + 60)  # fmt: skip
+
+
+def test_a_pytorchjob_trial_whose_worker_fails_fails_with_the_jobs_reason_and_is_retried_as_a_new_pytorchjob(
+    cluster: Cluster, node_agent: NodeAgentProcess, training_operator: object, namespace: str,
+    operator: OperatorProcess,
+) -> None:  # fmt: skip
+    # The worker exits 1 at once; the master would succeed later, but with restartPolicy Never one failed replica
+    # fails the PyTorchJob first.
+    job = kubeflow_job(
+        "failing", namespace, "PyTorchJob", stand_in(["--steps", "10", "--step-seconds", "0.5"]),
+        stand_in(["--steps", "1", "--step-seconds", "0.1", "--fail-above", "-1", "--metric", "side_score"]),
+        retries=1, budget={"maxTrials": 1, "parallelism": 1},
+    )  # fmt: skip
+    apply(cluster, job)
+    finished = wait_finished(cluster, namespace, "failing", 180, operator)
+    trial = trials_of(cluster, namespace, "failing")[0]
+    assert finished["status"]["phase"] == "Failed", finished["status"]
+    assert (trial["status"]["state"], trial["status"]["attempts"]) == ("Failed", 2), trial["status"]
+    # The training-operator's reason on the PyTorchJob's Failed condition.
+    assert trial["status"]["reason"] == "PyTorchJobFailed", trial["status"]
+    assert "Worker" in trial["status"]["message"], trial["status"]
+    names = sorted(item["metadata"]["name"] for item in get(cluster, "pytorchjobs", namespace)["items"])
+    assert names == ["failing-0-1", "failing-0-2"], "each attempt is a PyTorchJob of its own, kept for its pods' logs"
+    wait_until(lambda: all(p["status"]["phase"] in ("Succeeded", "Failed")
+                           for p in get(cluster, "pods", namespace)["items"]), "no pod of the job to run", timeout=60)
 
 
 @pytest.mark.parametrize("kind", ["TFJob", "XGBoostJob", "MPIJob"])
