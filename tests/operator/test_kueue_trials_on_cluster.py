@@ -1,8 +1,9 @@
 """Trials queued in Kueue (`spec.trial.queueName`) on the real control plane with Kueue's real controller: a
 ClusterQueue with quota for 2 GPUs admits the 1-GPU Job trials of a job with parallelism 4 two at a time; the
-others wait Pending (reason QueueAdmission) without being timed out or counting hours, and all succeed. A trial
-Kueue preempts for a Job of higher priority goes back to Pending and, re-admitted, runs again within the same
-attempt."""
+others wait Pending (reason QueueAdmission) without being timed out or counting hours, and all succeed. The same
+with PyTorchJob trials (Master + Worker, 1 GPU each, suspended through `spec.runPolicy.suspend`) run by the real
+training-operator: one trial at a time. A trial Kueue preempts for a Job of higher priority goes back to Pending
+and, re-admitted, runs again within the same attempt."""
 
 import contextlib
 import sys
@@ -17,6 +18,7 @@ import pytest
 
 from tests.cluster.controlplane import Cluster
 from tests.operator.operator_harness import (
+    STAND_IN,
     OperatorProcess,
     apply,
     stand_in_job,
@@ -250,3 +252,92 @@ def test_a_trial_kueue_preempts_waits_again_and_reruns_in_the_same_attempt(
     assert "Pending" in states[states.index("Running"):], states
     starts = [line.split()[1] for line in launches.read_text().splitlines() if line.startswith("start ")]
     assert starts == ["0", "0"], "trial 0's trainer ran twice: before the preemption and after"
+
+
+def pytorch_queued_job(name: str, namespace: str, queue: str) -> dict[str, Any]:
+    """Two PyTorchJob trials at once, each a Master and a Worker of the stand-in trainer with 1 GPU apiece."""
+    job = stand_in_job(name, namespace, budget={"maxTrials": 2, "parallelism": 2})
+    job["spec"]["trial"].pop("template")
+    steps = ["--steps", str(STEPS), "--step-seconds", str(STEP_SECONDS)]
+    replicas = {}
+    for replica, args in (("Master", steps), ("Worker", [*steps, "--metric", "side_score"])):
+        container = {"name": "pytorch", "image": "ktune/stand-in:test", "command": [sys.executable, str(STAND_IN)],
+                     "args": args, "resources": {"limits": {"nvidia.com/gpu": "1"}}}
+        replicas[replica] = {"replicas": 1, "restartPolicy": "Never", "template": {"spec": {"containers": [container]}}}
+    job["spec"]["trial"]["resource"] = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+                                        "spec": {"pytorchReplicaSpecs": replicas}}
+    job["spec"]["trial"]["queueName"] = queue
+    return job
+
+
+def wait_for_kueue_pytorchjobs(cluster: Cluster, namespace: str, queue: str) -> None:
+    """Kueue sets up its PyTorchJob integration once it sees the kind served (it polls with a backoff of up to
+    2 minutes when it started before the training-operator's CRDs): until then its webhook for queued PyTorchJobs
+    does not answer. A server-side dry run of a queued PyTorchJob passes that webhook and creates nothing."""
+    custom = kubernetes.client.CustomObjectsApi(cluster.api)
+    probe = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "metadata": {
+        "name": "kueue-probe", "labels": {"kueue.x-k8s.io/queue-name": queue}}, "spec": {"pytorchReplicaSpecs": {
+            "Master": {"replicas": 1, "template": {"spec": {"containers": [{"name": "pytorch", "image": "i"}]}}}}}}
+
+    def served() -> bool:
+        try:
+            custom.create_namespaced_custom_object("kubeflow.org", "v1", namespace, "pytorchjobs", probe,
+                                                   dry_run="All")
+        except kubernetes.client.ApiException:
+            return False
+        return True
+
+    wait_for(served, 200, "Kueue's PyTorchJob webhook to answer")
+
+
+def test_queued_pytorchjob_trials_run_one_at_a_time_on_two_gpus_and_succeed(
+    cluster: Cluster, namespace: str, training_operator: object, operator: OperatorProcess, local_queue: str
+):
+    wait_for_kueue_pytorchjobs(cluster, namespace, local_queue)
+    core = kubernetes.client.CoreV1Api(cluster.api)
+    custom = kubernetes.client.CustomObjectsApi(cluster.api)
+    running: set[str] = set()
+    admitted: set[str] = set()
+    most = {"pods": 0, "admitted": 0}
+    pending: dict[str, dict[str, Any]] = {}
+    lock = threading.Lock()
+
+    def fold_pod(pod: dict[str, Any]) -> None:
+        with lock:
+            name = pod["metadata"]["name"]
+            (running.add if (pod.get("status") or {}).get("phase") == "Running" else running.discard)(name)
+            most["pods"] = max(most["pods"], len(running))
+
+    def fold_pytorchjob(job: dict[str, Any]) -> None:
+        with lock:
+            ended = any(c["type"] in ("Succeeded", "Failed") and c["status"] == "True"
+                        for c in (job.get("status") or {}).get("conditions") or [])
+            holding = (job["spec"].get("runPolicy") or {}).get("suspend") is False and not ended
+            (admitted.add if holding else admitted.discard)(job["metadata"]["name"])
+            most["admitted"] = max(most["admitted"], len(admitted))
+
+    def fold_trial(trial: dict[str, Any]) -> None:
+        status = trial.get("status") or {}
+        if status.get("state") == "Pending":
+            with lock:
+                pending.setdefault(trial["metadata"]["name"], status)
+
+    watchers = [Watcher(fold_pod, core.list_namespaced_pod, namespace),
+                Watcher(fold_pytorchjob, custom.list_namespaced_custom_object, "kubeflow.org", "v1", namespace,
+                        "pytorchjobs"),
+                Watcher(fold_trial, custom.list_namespaced_custom_object, "ktune.dev", "v1alpha1", namespace, "trials")]
+    try:
+        apply(cluster, pytorch_queued_job("torch", namespace, local_queue))
+        finished = wait_finished(cluster, namespace, "torch", 300, operator)
+    finally:
+        for watcher in watchers:
+            watcher.stop()
+
+    assert finished["status"]["phase"] == "Succeeded", finished["status"]
+    trials = trials_of(cluster, namespace, "torch")
+    assert [(t["status"]["state"], t["status"]["attempts"]) for t in trials.values()] == [("Succeeded", 1)] * 2
+    # One trial (2 pods, 2 GPUs) admitted at a time: the other waited suspended, Pending, in the queue.
+    assert most["admitted"] == 1 and 1 <= most["pods"] <= GPU_QUOTA, most
+    assert pending, "no trial was seen waiting for admission"
+    for status in pending.values():
+        assert status["reason"] == "QueueAdmission" and status["message"].startswith("training job torch-"), status
