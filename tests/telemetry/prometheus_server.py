@@ -25,7 +25,9 @@ RATE_INTERVAL = "4s"
 class PrometheusServer:
     """`prometheus` as a subprocess with the given scrape configs (Prometheus' own YAML schema, as dicts)."""
 
-    def __init__(self, workdir: Path, scrape_configs: list[dict[str, Any]]) -> None:
+    def __init__(self, workdir: Path, scrape_configs: list[dict[str, Any]] | None = None, *,
+                 config: dict[str, Any] | None = None) -> None:
+        """Either `scrape_configs` (with a 1 s global interval) or a whole `config` as Prometheus reads it."""
         binary = shutil.which("prometheus")
         if binary is None:
             raise AssertionError("no prometheus binary: run scripts/ensure-debian-packages prometheus=prometheus "
@@ -33,13 +35,14 @@ class PrometheusServer:
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        config = workdir / "prometheus.yml"
-        config.write_text(json.dumps({"global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": "1s"},
-                                      "scrape_configs": scrape_configs}))
+        config_path = workdir / "prometheus.yml"
+        config_path.write_text(json.dumps(config or {
+            "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": "1s"},
+            "scrape_configs": scrape_configs or []}))
         self.log_path = workdir / "prometheus.log"
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(
-                [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
+                [binary, f"--config.file={config_path}", f"--storage.tsdb.path={workdir / 'data'}",
                  f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h"],
                 stdout=log, stderr=subprocess.STDOUT)
         self._wait_ready()

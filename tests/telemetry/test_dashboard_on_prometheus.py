@@ -123,30 +123,8 @@ def wait_until_scraped(prometheus: PrometheusServer, namespace: str, timeout: fl
 
 def test_every_dashboard_panel_and_variable_returns_data_from_a_real_prometheus(tuned: dict[str, Any]):
     prometheus: PrometheusServer = tuned["prometheus"]
-    namespace = tuned["namespace"]
-    dashboard = json.loads(DASHBOARD.read_text())
-    assert_variables_offer_the_run(prometheus, dashboard, namespace)
-    params = sorted(prometheus.label_values("param", f'ktune_trial_param{{namespace="{namespace}"}}'))
-    assert params == ["layers", "x"], "numeric parameters only; the categorical one has no series"
-    variables = {"datasource": "prometheus", "namespace": namespace, "job": JOB, "metric": "score",
-                 "operator_job": OPERATOR_JOB, "__rate_interval": RATE_INTERVAL}
-
-    answers: dict[str, list[float]] = {}
-    for title, target in panel_targets(dashboard):
-        for param in params if "$param" in target["expr"] + title else [None]:
-            scope = {**variables, "param": param} if param else variables
-            expr = substitute(target["expr"], scope)
-            if target.get("instant"):
-                result = prometheus.query(expr)
-            else:
-                result = prometheus.query_range(expr, tuned["start"], tuned["end"])
-            label = f"{substitute(title, scope)} [{target['refId']}]"
-            answers[label] = finite_values(result)
-            assert answers[label], f"panel {label!r} returned no data for:\n{expr}"
-
-    for label, values in answers.items():
-        print(f"{label}: {len(values)} samples, last {values[-1]:.6g}, min {min(values):.6g}, max {max(values):.6g}")
-    assert answers["Trials by state [A]"] and sum(answers["Trials by state [A]"]) == MAX_TRIALS
+    answers = panel_answers(prometheus, tuned["namespace"], JOB, OPERATOR_JOB, tuned["start"], tuned["end"])
+    assert sum(answers["Trials by state [A]"]) == MAX_TRIALS
     assert answers["Trials by state [B]"] == [0]
     assert answers["Operator up [A]"] == [1]
     assert answers["Running trials [A]"][-1] == 0
@@ -154,14 +132,53 @@ def test_every_dashboard_panel_and_variable_returns_data_from_a_real_prometheus(
     assert answers["Best value over time [A]"][-1] == max(answers["Objective by trial number [A]"])
 
 
-def assert_variables_offer_the_run(prometheus: PrometheusServer, dashboard: dict[str, Any], namespace: str) -> None:
-    """Each query variable's label_values() lists this run's namespace, job, objective, parameter, operator."""
-    queries = {v["name"]: v["query"]["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"}
-    expected = {"namespace": namespace, "job": JOB, "metric": "score", "param": "x", "operator_job": OPERATOR_JOB}
-    assert set(queries) == set(expected)
-    scope = {"namespace": namespace, "job": JOB}
-    for name, query in queries.items():
+def panel_answers(prometheus: PrometheusServer, namespace: str, job: str, operator_job: str, start: float,
+                  end: float, metric: str = "score", single_objective: bool = True) -> dict[str, list[float]]:
+    """Every variable offers the run, and every panel's queries (per `$param`) return finite samples.
+
+    Multi-objective jobs have no best value: that one panel is left out for them (`single_objective`).
+    """
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert_variables_offer_the_run(prometheus, dashboard, namespace, job, metric, operator_job)
+    params = sorted(prometheus.label_values("param", f'ktune_trial_param{{namespace="{namespace}"}}'))
+    assert params == ["layers", "x"], "numeric parameters only; the categorical one has no series"
+    variables = {"datasource": "prometheus", "namespace": namespace, "job": job, "metric": metric,
+                 "operator_job": operator_job, "__rate_interval": RATE_INTERVAL}
+    answers: dict[str, list[float]] = {}
+    for title, target in panel_targets(dashboard):
+        if not single_objective and "ktune_tuningjob_best_value" in target["expr"]:
+            continue
+        for param in params if "$param" in target["expr"] + title else [None]:
+            scope = {**variables, "param": param} if param else variables
+            expr = substitute(target["expr"], scope)
+            result = prometheus.query(expr) if target.get("instant") else prometheus.query_range(expr, start, end)
+            label = f"{substitute(title, scope)} [{target['refId']}]"
+            answers[label] = finite_values(result)
+            assert answers[label], f"panel {label!r} returned no data for:\n{expr}"
+    for label, values in answers.items():
+        print(f"{label}: {len(values)} samples, last {values[-1]:.6g}, min {min(values):.6g}, max {max(values):.6g}")
+    return answers
+
+
+def variable_values(prometheus: PrometheusServer, dashboard: dict[str, Any],
+                    scope: dict[str, str]) -> dict[str, list[str]]:
+    """What each query variable's label_values(selector, label) offers, with `scope` substituted."""
+    values = {}
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] != "query":
+            continue
+        query = variable["query"]["query"]
         match = re.fullmatch(r"label_values\((.*), (\w+)\)", substitute(query, scope))
-        assert match, f"variable {name}: {query} is not label_values(selector, label)"
-        values = prometheus.label_values(match.group(2), match.group(1))
+        assert match, f"variable {variable['name']}: {query} is not label_values(selector, label)"
+        values[variable["name"]] = prometheus.label_values(match.group(2), match.group(1))
+    return values
+
+
+def assert_variables_offer_the_run(prometheus: PrometheusServer, dashboard: dict[str, Any], namespace: str,
+                                   job: str = JOB, metric: str = "score", operator_job: str = OPERATOR_JOB) -> None:
+    """Each query variable lists this run's namespace, job, objective, parameter, operator."""
+    expected = {"namespace": namespace, "job": job, "metric": metric, "param": "x", "operator_job": operator_job}
+    offered = variable_values(prometheus, dashboard, {"namespace": namespace, "job": job})
+    assert set(offered) == set(expected)
+    for name, values in offered.items():
         assert expected[name] in values, f"variable {name} offers {values}"
