@@ -1,4 +1,5 @@
-"""Real third-party controllers against the test control plane: Kubeflow's training-operator and Kueue.
+"""Real third-party controllers against the test control plane: Kubeflow's training-operator, Kueue and
+prometheus-operator (the last has no webhooks: it only needs its CRDs, see `start_prometheus_operator`).
 
 Each is built from its pinned Go module by `tests/cluster/build-controllers` (pins in controllers.env) and runs
 here as a local process with the admin kubeconfig, after this module installs what its Deployment's
@@ -89,6 +90,9 @@ class Controller:
 
 TRAINING_OPERATOR = Controller("training-operator", "github.com/kubeflow/training-operator", "training-operator.v1")
 KUEUE = Controller("kueue", "sigs.k8s.io/kueue", "kueue")
+PROMETHEUS_OPERATOR = Controller(
+    "prometheus-operator", "github.com/prometheus-operator/prometheus-operator", "operator"
+)
 
 
 @dataclass
@@ -311,3 +315,36 @@ def start_kueue(cluster: Cluster) -> ControllerProcess:
     argv = [str(binary), f"--config={config_path}", "--feature-gates=VisibilityOnDemand=false"]
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
     return run_controller("kueue", argv, env, workdir, cluster, configs, probe_port, webhook_port, pki)
+
+
+def start_prometheus_operator(cluster: Cluster) -> ControllerProcess:
+    """prometheus-operator with its CRDs (monitoring.coreos.com, from its module's example/prometheus-operator-crd).
+
+    It renders each Prometheus object's configuration into the Secret `prometheus-<name>` (key
+    prometheus.yaml.gz) as on a cluster; the Prometheus StatefulSet it also makes is left at the object's
+    replicas (the tests use 0 and run Prometheus as their own process, see tests/telemetry/operator_config.py).
+    """
+    binary, source = PROMETHEUS_OPERATOR.bin_path(), PROMETHEUS_OPERATOR.source_dir()
+    workdir = cluster.workdir / "controllers" / "prometheus-operator"
+    workdir.mkdir(parents=True, exist_ok=True)
+    crds = sorted((source / "example/prometheus-operator-crd").glob("monitoring.coreos.com_*.yaml"))
+    apply(cluster, files=crds)
+    # monitoring.coreos.com_<plural>.yaml (not parsed: its YAML has a "=" value PyYAML refuses)
+    names = [f"crd/{path.stem.split('_', 1)[1]}.monitoring.coreos.com" for path in crds]
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names, timeout=90)
+    port = free_port()
+    log = workdir / "prometheus-operator.log"
+    argv = [str(binary), f"--web.listen-address=127.0.0.1:{port}", "--log-level=info"]
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    controller = ControllerProcess(
+        "prometheus-operator", processes.spawn(argv, log, env=env, cwd=workdir), log, lambda: None
+    )
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if controller.process.poll() is not None:
+            raise controller.failure(f"exited with code {controller.process.returncode} during startup")
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5):
+            return controller
+        time.sleep(1)
+    controller.stop()
+    raise controller.failure(f"did not answer /healthz on port {port} after {STARTUP_TIMEOUT:.0f} s")

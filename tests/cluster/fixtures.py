@@ -11,6 +11,9 @@
 - `training_operator` / `kueue` (session): Kubeflow's training-operator / Kueue, built from their pinned Go
   modules by tests/cluster/build-controllers, with their real CRDs and webhooks (tests/cluster/controllers.py).
   None on an existing cluster, which must run them itself.
+- `prometheus_operator` (session): prometheus-operator built the same way, with its monitoring.coreos.com CRDs;
+  it writes each Prometheus object's generated configuration into a Secret (tests/telemetry reads it).
+  None on an existing cluster.
 - `namespace` (function): a fresh namespace whose `default` ServiceAccount exists (pods can be created
   at once); deleted after the test.
 
@@ -28,7 +31,12 @@ from pathlib import Path
 import kubernetes
 import pytest
 
-from tests.cluster.controllers import ControllerProcess, start_kueue, start_training_operator
+from tests.cluster.controllers import (
+    ControllerProcess,
+    start_kueue,
+    start_prometheus_operator,
+    start_training_operator,
+)
 from tests.cluster.controlplane import Cluster, ControlPlane, NodeAgentProcess, binary_dir
 
 EXISTING_CLUSTER_ENV = "KTUNE_TEST_KUBECONFIG"
@@ -89,6 +97,16 @@ def kueue(cluster: Cluster) -> Iterator[ControllerProcess | None]:
         yield None
         return
     controller = start_kueue(cluster)
+    yield controller
+    controller.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus_operator(cluster: Cluster) -> Iterator[ControllerProcess | None]:
+    if cluster.control_plane is None:
+        yield None
+        return
+    controller = start_prometheus_operator(cluster)
     yield controller
     controller.stop()
 
