@@ -1,7 +1,9 @@
 """The chart's ServiceMonitor and PodMonitor through a real prometheus-operator, into a real Prometheus.
 
-`helm install` with metrics.serviceMonitor.enabled and metrics.trialPodMonitor.enabled (the operator runs as the
-chart's pod on the test node agent, as in tests/chart/test_chart_on_cluster.py); prometheus-operator (built from
+`helm install` with metrics.serviceMonitor.enabled and metrics.trialPodMonitor.enabled into a namespace of its own,
+watching the test's namespace (the operator runs as the chart's pod on the test node agent, as in
+tests/chart/test_chart_on_cluster.py; its target's namespace label is thus not its jobs' namespace, which only
+`honorLabels` keeps); prometheus-operator (built from
 its pinned module, `prometheus_operator` fixture) renders a Prometheus object's configuration from the monitors;
 the test runs Debian's Prometheus with that configuration (see tests/telemetry/operator_config.py for the one
 rewrite, Kubernetes discovery fed through files), runs a single- and a multi-objective job, and runs every
@@ -65,10 +67,14 @@ def job_of(name: str, namespace: str, multi_objective: bool) -> dict[str, Any]:
 @pytest.fixture
 def installed(cluster: Cluster, node_agent: NodeAgentProcess, prometheus_operator: object, namespace: str,
               tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """The chart installed with both monitors; Prometheus running the operator-generated configuration."""
-    kubeconfig = adoptable_service_account(cluster, namespace)
+    """The chart installed in its own namespace with both monitors, watching the test's `namespace` (so the
+    operator's target namespace differs from its jobs'); Prometheus running the operator-generated configuration."""
+    release_namespace = f"{namespace}-ktune"
+    cluster.kubectl("create", "namespace", release_namespace)
+    kubeconfig = adoptable_service_account(cluster, release_namespace)
     cluster.helm(
-        "install", RELEASE, str(CHART), "--namespace", namespace, "--set", f"watchNamespaces={{{namespace}}}",
+        "install", RELEASE, str(CHART), "--namespace", release_namespace,
+        "--set", f"watchNamespaces={{{namespace}}}",
         "--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.trialPodMonitor.enabled=true",
         "--set", "metrics.serviceMonitor.interval=1s", "--set", "metrics.serviceMonitor.scrapeTimeout=1s",
         "--set", "metrics.trialPodMonitor.interval=1s",
@@ -76,27 +82,30 @@ def installed(cluster: Cluster, node_agent: NodeAgentProcess, prometheus_operato
         "--set", "settings.reconcileIntervalSeconds=0.5", "--set", "settings.scrapeTimeoutSeconds=1",
         "--set-json", "extraEnv=" + json.dumps([{"name": "KUBECONFIG", "value": str(kubeconfig)}]),
         timeout=120)  # fmt: skip
-    apply(cluster, prometheus_object(namespace))
-    jobs = [f"serviceMonitor/{namespace}/{RELEASE}-operator/0", f"podMonitor/{namespace}/{RELEASE}-trials/0"]
-    config = generated_config(cluster.api, namespace, PROMETHEUS, jobs)
+    apply(cluster, prometheus_object(release_namespace))
+    jobs = [f"serviceMonitor/{release_namespace}/{RELEASE}-operator/0",
+            f"podMonitor/{release_namespace}/{RELEASE}-trials/0"]
+    config = generated_config(cluster.api, release_namespace, PROMETHEUS, jobs)
     (tmp_path / "generated.json").write_text(json.dumps(config, indent=1))
     fed, discoveries = with_file_discovery(config, tmp_path)
     targets = KubernetesTargets(cluster.api, discoveries)
     prometheus = PrometheusServer(tmp_path / "prometheus", config=fed)
     try:
-        wait_for(lambda: operator_pod(cluster, namespace), 60, "the chart's operator pod to run")
-        wait_for(lambda: prometheus.query(f'up{{job="{RELEASE}-metrics", namespace="{namespace}"}} == 1'), 60,
-                 "Prometheus to scrape the operator through the ServiceMonitor's job")
-        yield {"prometheus": prometheus, "config": config, "namespace": namespace}
+        wait_for(lambda: operator_pod(cluster, release_namespace), 60, "the chart's operator pod to run")
+        wait_for(lambda: prometheus.query(f'up{{job="{RELEASE}-metrics", namespace="{release_namespace}"}} == 1'),
+                 60, "Prometheus to scrape the operator through the ServiceMonitor's job")
+        yield {"prometheus": prometheus, "config": config, "namespace": namespace,
+               "release_namespace": release_namespace}
     finally:
         targets.stop()
         prometheus.stop()
-        with contextlib.suppress(AssertionError):  # the namespace goes with the test anyway
-            cluster.helm("uninstall", RELEASE, "--namespace", namespace, "--wait", timeout=120)
+        with contextlib.suppress(AssertionError):
+            cluster.helm("uninstall", RELEASE, "--namespace", release_namespace, "--wait", timeout=120)
+        cluster.kubectl("delete", "namespace", release_namespace, "--wait=false", check=False)
 
 
 def test_the_generated_operator_job_honours_the_operators_namespace_label(installed: dict[str, Any]):
-    namespace = installed["namespace"]
+    namespace = installed["release_namespace"]
     by_name = {job["job_name"]: job for job in installed["config"]["scrape_configs"]}
     assert by_name[f"serviceMonitor/{namespace}/{RELEASE}-operator/0"]["honor_labels"] is True
     labelmaps = [rule for rule in by_name[f"podMonitor/{namespace}/{RELEASE}-trials/0"]["relabel_configs"]
@@ -116,10 +125,12 @@ def test_every_dashboard_query_answers_through_the_generated_configuration(
     assert_variables_fill_from_the_first_running_trial(prometheus, namespace)
     for name in (SINGLE, MULTI):
         job = wait_finished(cluster, namespace, name, timeout=300)
-        assert job["status"]["phase"] == "Succeeded", (job["status"], operator_log(node_agent, namespace))
+        log = operator_log(node_agent, installed["release_namespace"])
+        assert job["status"]["phase"] == "Succeeded", (job["status"], log)
     end = wait_for(lambda: scraped_all(prometheus, namespace), 60, "Prometheus to see both jobs finished") + 1
 
-    operator_jobs = prometheus.label_values("job", f'ktune_build_info{{namespace="{namespace}"}}')
+    release_namespace = installed["release_namespace"]
+    operator_jobs = prometheus.label_values("job", f'ktune_build_info{{namespace="{release_namespace}"}}')
     assert operator_jobs == [f"{RELEASE}-metrics"], "the ServiceMonitor's job label is the metrics Service's name"
     assert not prometheus.query(f'ktune_trials_total{{exported_namespace="{namespace}"}}'), (
         "honorLabels keeps the job's namespace label")
