@@ -3,7 +3,6 @@ controller runs each trial's two pods through the node agent; the operator reads
 deletes a pruned trial's Job with every pod of it, and counts both pods' hours."""
 
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from tests.operator.operator_harness import (
     trials_of,
     wait_finished,
 )
+from tests.operator.trial_hours import assert_hours_match
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,11 +35,6 @@ def indexed_job(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
     job["spec"]["trial"]["resource"] = {"apiVersion": "batch/v1", "kind": "Job", "spec": {
         "completionMode": "Indexed", "completions": 2, "parallelism": 2, "template": template}}
     return job
-
-
-def seconds(trial: dict[str, Any]) -> float:
-    times = [datetime.fromisoformat(trial["status"][key].replace("Z", "+00:00")) for key in ("startTime", "finishTime")]
-    return (times[1] - times[0]).total_seconds()
 
 
 def test_indexed_job_trials_succeed_from_index_0_a_pruned_one_loses_every_pod_and_hours_count_both_pods(
@@ -89,8 +84,7 @@ def test_indexed_job_trials_succeed_from_index_0_a_pruned_one_loses_every_pod_an
                    timeout=90)
 
     # Hours count both pods of each trial: 2 x 0.25 CPU for as long as the trial ran (times have 1 s precision).
-    expected = sum(seconds(trial) for trial in trials.values()) * 2 * CPU_PER_POD / 3600
-    assert finished["status"]["cpuHoursUsed"] == pytest.approx(expected, rel=0.25)
+    assert_hours_match(finished["status"]["cpuHoursUsed"], list(trials.values()), per_hour=2 * CPU_PER_POD)
 
 
 def test_a_job_trial_whose_pod_fails_fails_with_the_jobs_reason_and_is_retried_as_a_new_job(

@@ -122,6 +122,22 @@ def test_a_succeeded_pytorchjob_gives_the_masters_result_not_an_older_workers_an
     assert cluster.deleted_resources == ["job-0-1"]
 
 
+def test_a_succeeded_pytorchjob_whose_master_is_still_seen_running_waits_for_the_masters_result():
+    """The verdict comes from a fresh read of the PyTorchJob, the pods from the watch-fed cache: a pass may see
+    Succeeded before the master's end. Judging then finds no result: in the CI run at 391ea03 a real-trainer
+    trial failed the moment its PyTorchJob succeeded, its master's result written on the node."""
+    test, cluster = harness(max_trials=1, parallelism=1)
+    test.tick()
+    pods = cluster.start_replicas("job-0-1")
+    cluster.finish(pods["worker-0"], {"score": 0.1})
+    cluster.set_conditions("job-0-1", ("Succeeded", "PyTorchJobSucceeded", "done"))
+    test.tick(NOW + 1)
+    assert test.trial_states() == {"job-0": "Running"} and cluster.deleted_resources == []
+    cluster.finish(pods["master-0"], {"score": 0.7})
+    status = test.tick(NOW + 2)
+    assert cluster.trials["job-0"]["status"]["value"] == 0.7 and status["phase"] == "Succeeded"
+
+
 def test_a_failed_pytorchjob_fails_the_trial_with_its_reason_and_a_retry_is_a_new_pytorchjob():
     test, cluster = harness(max_trials=1, parallelism=1, retries=1)
     test.tick()

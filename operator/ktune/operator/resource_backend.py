@@ -221,6 +221,12 @@ class ResourceBackend:
         if pod is None:
             return Observation(Phase.SUCCEEDED, result=None,
                                result_source=f"the {self.adapter.kind}'s metrics pod (gone)")
+        if (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+            # The resource is read from the API at each pass, its pods from the watch-fed cache, which can lag
+            # behind: the verdict may arrive before the metrics pod's end (and its termination message, the
+            # result). Wait for it; the pod's update wakes the job.
+            return Observation(Phase.PENDING, message=f"{self.adapter.kind} {obj['metadata']['name']} succeeded; "
+                               f"waiting to see its metrics pod {pod['metadata']['name']} end (its result)")
         message = termination_message(pod)
         if not message.strip() and self.final_result is not None:
             return Observation(Phase.SUCCEEDED, result=self.final_result(pod), result_source="the container's log")
