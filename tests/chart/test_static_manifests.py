@@ -7,7 +7,6 @@ helm is a test binary); this test is what keeps the two from drifting.
 """
 
 import re
-import shutil
 import subprocess
 from typing import Any
 
@@ -59,7 +58,6 @@ def test_the_static_metrics_service_is_the_charts_and_selects_the_operator_pod(s
     assert service["spec"]["selector"].items() <= pod_labels.items()
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not on PATH")
 def test_kustomize_renders_exactly_the_objects_of_the_crds_and_the_operator_manifests():
     rendered = subprocess.run(["kubectl", "kustomize", str(MANIFESTS)], capture_output=True, text=True, check=True,
                               timeout=60).stdout

@@ -129,6 +129,17 @@ class Watcher:
         assert not self.errors, self.errors
 
 
+def finish_watched(cluster: Cluster, namespace: str, operator: OperatorProcess, job: dict[str, Any],
+                   watchers: list[Watcher]) -> dict[str, Any]:
+    """Apply the TuningJob and wait (300 s) until it finished, then stop the watchers (whatever happened)."""
+    try:
+        apply(cluster, job)
+        return wait_finished(cluster, namespace, job["metadata"]["name"], 300, operator)
+    finally:
+        for watcher in watchers:
+            watcher.stop()
+
+
 def seconds(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
@@ -173,12 +184,7 @@ def test_a_cluster_queue_of_two_gpus_runs_four_queued_one_gpu_trials_two_at_a_ti
     watchers = [Watcher(fold_pod, core.list_namespaced_pod, namespace),
                 Watcher(fold_job, batch.list_namespaced_job, namespace),
                 Watcher(fold_trial, custom.list_namespaced_custom_object, "ktune.dev", "v1alpha1", namespace, "trials")]
-    try:
-        apply(cluster, queued_job("queued", namespace, local_queue))
-        finished = wait_finished(cluster, namespace, "queued", 300, operator)
-    finally:
-        for watcher in watchers:
-            watcher.stop()
+    finished = finish_watched(cluster, namespace, operator, queued_job("queued", namespace, local_queue), watchers)
 
     assert finished["status"]["phase"] == "Succeeded", finished["status"]
     trials = trials_of(cluster, namespace, "queued")
@@ -326,12 +332,8 @@ def test_queued_pytorchjob_trials_run_one_at_a_time_on_two_gpus_and_succeed(
                 Watcher(fold_pytorchjob, custom.list_namespaced_custom_object, "kubeflow.org", "v1", namespace,
                         "pytorchjobs"),
                 Watcher(fold_trial, custom.list_namespaced_custom_object, "ktune.dev", "v1alpha1", namespace, "trials")]
-    try:
-        apply(cluster, pytorch_queued_job("torch", namespace, local_queue))
-        finished = wait_finished(cluster, namespace, "torch", 300, operator)
-    finally:
-        for watcher in watchers:
-            watcher.stop()
+    finished = finish_watched(cluster, namespace, operator, pytorch_queued_job("torch", namespace, local_queue),
+                              watchers)
 
     assert finished["status"]["phase"] == "Succeeded", finished["status"]
     trials = trials_of(cluster, namespace, "torch")

@@ -41,6 +41,7 @@ from ktune.contract import param_env_name
 from ktune.spec.checker import Checker
 from ktune.spec.resource_checks import check_resource
 from ktune.spec.resource_kinds import (
+    JOB_ROLE_LABEL,
     KINDS,
     REPLICA_INDEX_LABEL,
     REPLICA_TYPE_LABEL,
@@ -55,7 +56,7 @@ _JOB_INTERIM = {"SuccessCriteriaMet": "Complete", "FailureTarget": "Failed"}
 """Job conditions (Kubernetes 1.31+) the Job controller sets just before the terminal one: the same outcome."""
 _CONDITION_TEST = re.compile(r'status\.conditions\.#\(type=="(\w+)"\)#?\|#\(status=="True"\)#?')
 
-KATIB_KUBEFLOW_PRIMARY_POD = {"training.kubeflow.org/job-role": "master"}
+KATIB_KUBEFLOW_PRIMARY_POD = {JOB_ROLE_LABEL: "master"}
 _STANDALONE_MPI_LAUNCHER = {"mpi-job-role": "launcher"}
 
 _TRIAL_PARAMETER = re.compile(r"\$\{trialParameters\.([^}]+)\}")

@@ -21,6 +21,7 @@ from ktune.local.processes import TEMPLATE_PATH, LocalTemplateError
 from ktune.spec import TrialSpec
 from ktune.spec.resource_kinds import (
     COMPLETION_INDEX_LABEL,
+    JOB_ROLE_LABEL,
     REPLICA_INDEX_LABEL,
     REPLICA_TYPE_LABEL,
     job_pods,
@@ -32,8 +33,6 @@ from ktune.spec.selector import selector_text
 
 RESOURCE_PATH = "spec.trial.resource"
 LOCAL_MASTER_ADDR = "127.0.0.1"
-JOB_ROLE_LABEL = "training.kubeflow.org/job-role"
-"""The training-operator's label on a PyTorchJob's Master pod (Katib's default metrics pod selector)."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ KUBEFLOW_API_VERSION = "kubeflow.org/v1"
 COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
 REPLICA_INDEX_LABEL = "training.kubeflow.org/replica-index"
+JOB_ROLE_LABEL = "training.kubeflow.org/job-role"
+"""The training-operator's label on a PyTorchJob's Master pod (Katib's default metrics pod selector)."""
 
 
 @dataclass(frozen=True)
